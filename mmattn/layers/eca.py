@@ -1,0 +1,56 @@
+"""Efficient Channel Attention (ECA).
+
+Wang, Wu, Zhu, Li, Zuo, Hu: "ECA-Net: Efficient Channel Attention for Deep Convolutional Neural
+Networks", CVPR 2020 (arXiv:1910.03151).
+
+For ``x`` of shape (B, C, H, W) and an odd kernel size ``k``::
+
+    z = mean_{H,W}(x)                          (B, 1, C), a length-C sequence
+    u_c = sum_j w_j z_{c + j - (k-1)/2}        1-D conv over channels, zero padding, no bias
+    y = x * sigmoid(u)[:, :, None, None]       (B, C, H, W)
+
+``k`` parameters per module (key ``conv.weight``, shape (1, 1, k), as in BangguWu/ECANet). The paper's
+adaptive rule (``kernel_size='adaptive'``) is in :func:`mmattn.layers.helpers.eca_kernel_size`; the
+official code does not use it and its released checkpoints use per-stage lists (R-50: 3, 5, 5, 7).
+"""
+from typing import Union
+
+import torch
+from torch import nn
+
+from .helpers import check_positive_int, eca_kernel_size
+
+
+class ECAModule(nn.Module):
+    """ECA channel gate; mmdet plugin name ``eca``.
+
+    Args:
+        in_channels (int): C. Used only for the adaptive kernel size (the official layer ignores it).
+        kernel_size (int | str): an odd int, or ``'adaptive'`` for the paper's rule. Default 3 (the
+            official ``eca_layer`` default).
+        gamma (int), beta (int): constants of the adaptive rule. Default 2 and 1.
+    """
+    _abbr_ = 'eca'
+
+    def __init__(self, in_channels: int, kernel_size: Union[int, str] = 3, gamma: int = 2, beta: int = 1):
+        super().__init__()
+        owner = type(self).__name__
+        check_positive_int('in_channels', in_channels, owner)
+        if kernel_size == 'adaptive':
+            kernel_size = eca_kernel_size(in_channels, gamma, beta)
+        elif isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 \
+                or kernel_size % 2 == 0:
+            raise ValueError(f"{owner}: kernel_size must be a positive odd int or 'adaptive', "
+                             f'got {kernel_size!r}')
+        self.in_channels = in_channels
+        self.kernel_size = kernel_size
+        self.conv = nn.Conv1d(1, 1, kernel_size, padding=(kernel_size - 1) // 2, bias=False)
+
+    def init_weights(self) -> None:
+        """PyTorch's default Conv1d init, as in the official code."""
+        self.conv.reset_parameters()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c = x.shape[:2]
+        u = self.conv(x.mean((2, 3)).view(b, 1, c))
+        return x * u.sigmoid().view(b, c, 1, 1)

@@ -1,0 +1,62 @@
+"""Spatial Group-wise Enhance (SGE).
+
+Li, Hu, Yang: "Spatial Group-wise Enhance: Improving Semantic Feature Learning in Convolutional
+Networks", 2019 (arXiv:1905.09646); official code implus/PytorchInsight.
+
+With G groups, each group g of C/G channels x_g (shape (C/G, H, W)) is scored against its own mean
+feature, the score map normalised over space, then used as a spatial gate for the whole group::
+
+    c_g = sum_channels(x_g * mean_{H,W}(x_g))                 (H, W)
+    n_g = (c_g - mean(c_g)) / (std(c_g) + 1e-5)               std is unbiased (N - 1), as in the code
+    y_g = x_g * sigmoid(weight_g * n_g + bias_g)
+
+``weight`` and ``bias`` have shape (1, G, 1, 1) and start at 0 and 1 (keys ``weight``/``bias``, as in
+the official checkpoints): 2G parameters per module. The unbiased std needs H*W >= 2; a 1x1 map would
+give NaN in the official code, so it is refused here.
+"""
+import torch
+from torch import nn
+
+from .helpers import check_divisible, check_positive_int
+
+
+class SpatialGroupEnhance(nn.Module):
+    """SGE gate; mmdet plugin name ``sge``.
+
+    Args:
+        in_channels (int): C; must be divisible by ``groups``.
+        groups (int): G. Default 64 (the official value).
+        eps (float): added to the std. Default 1e-5.
+    """
+    _abbr_ = 'sge'
+
+    def __init__(self, in_channels: int, groups: int = 64, eps: float = 1e-5):
+        super().__init__()
+        owner = type(self).__name__
+        check_positive_int('in_channels', in_channels, owner)
+        check_positive_int('groups', groups, owner)
+        check_divisible('in_channels', in_channels, groups, owner, f'groups = {groups}')
+        self.in_channels = in_channels
+        self.groups = groups
+        self.eps = eps
+        self.weight = nn.Parameter(torch.empty(1, groups, 1, 1))
+        self.bias = nn.Parameter(torch.empty(1, groups, 1, 1))
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """Official init: weight 0, bias 1."""
+        nn.init.zeros_(self.weight)
+        nn.init.ones_(self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        if h * w < 2:
+            raise ValueError(f'{type(self).__name__}: needs at least 2 spatial positions for the '
+                             f'unbiased std over H*W, got an input of shape {tuple(x.shape)}; '
+                             'use a larger input image')
+        xg = x.reshape(b * self.groups, c // self.groups, h, w)
+        score = (xg * xg.mean((2, 3), keepdim=True)).sum(1).reshape(b, self.groups, h * w)
+        score = score - score.mean(2, keepdim=True)
+        score = score / (score.std(2, keepdim=True) + self.eps)
+        gate = torch.sigmoid(score.reshape(b, self.groups, h, w) * self.weight + self.bias)
+        return (xg * gate.reshape(b * self.groups, 1, h, w)).reshape(b, c, h, w)
