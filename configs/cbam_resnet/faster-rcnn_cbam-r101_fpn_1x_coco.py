@@ -1,0 +1,6 @@
+_base_ = './faster-rcnn_cbam-r50_fpn_1x_coco.py'
+
+model = dict(
+    backbone=dict(
+        depth=101,
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/cbam_resnet101_pytorchinsight.pth.tar')))
