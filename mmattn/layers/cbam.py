@@ -52,7 +52,9 @@ class ChannelGate(nn.Module):
         return torch.logsumexp(x.flatten(2), dim=2)  # 'lse'
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = sum(self.mlp(self._pool(x, kind)) for kind in self.pool_types)
+        # one MLP call over the stacked pools (same weights, same result as one call per pool)
+        pooled = torch.cat([self._pool(x, kind) for kind in self.pool_types])
+        logits = self.mlp(pooled).view(len(self.pool_types), *x.shape[:2]).sum(0)
         return x * torch.sigmoid(logits)[:, :, None, None]
 
 
@@ -79,10 +81,14 @@ class SpatialGate(nn.Module):
         self.pool_order = tuple(pool_order)
         self.spatial = SpatialConv(kernel_size, bn_momentum)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """The (B, 1, H, W) spatial gate."""
         pools = {'max': lambda: x.amax(1, keepdim=True), 'mean': lambda: x.mean(1, keepdim=True)}
         pooled = torch.cat([pools[p]() for p in self.pool_order], dim=1)
-        return x * torch.sigmoid(self.spatial(pooled))
+        return torch.sigmoid(self.spatial(pooled))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)
 
 
 class CBAM(nn.Module):
@@ -134,3 +140,10 @@ class CBAM(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.ChannelGate(x)
         return x if self.SpatialGate is None else self.SpatialGate(x)
+
+    def forward_residual(self, x: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+        """``identity + self(x)``, the spatial gate and the residual add in one pass."""
+        x = self.ChannelGate(x)
+        if self.SpatialGate is None:
+            return x + identity
+        return torch.addcmul(identity, x, self.SpatialGate.gate(x))

@@ -50,7 +50,14 @@ class ECAModule(nn.Module):
         """PyTorch's default Conv1d init, as in the official code."""
         self.conv.reset_parameters()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """The (B, C, 1, 1) channel gate sigmoid(u)."""
         b, c = x.shape[:2]
-        u = self.conv(x.mean((2, 3)).view(b, 1, c))
-        return x * u.sigmoid().view(b, c, 1, 1)
+        return self.conv(x.mean((2, 3)).view(b, 1, c)).sigmoid().view(b, c, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)
+
+    def forward_residual(self, x: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+        """``identity + self(x)`` in one pass over the feature map (used by the attention blocks)."""
+        return torch.addcmul(identity, x, self.gate(x))

@@ -45,6 +45,13 @@ class SEModule(nn.Module):
         self.fc[0].reset_parameters()
         self.fc[2].reset_parameters()
 
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """The (B, C, 1, 1) channel gate s."""
+        return self.fc(x.mean((2, 3)))[:, :, None, None]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate = self.fc(x.mean((2, 3)))
-        return x * gate[:, :, None, None]
+        return x * self.gate(x)
+
+    def forward_residual(self, x: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+        """``identity + self(x)`` in one pass over the feature map (used by the attention blocks)."""
+        return torch.addcmul(identity, x, self.gate(x))

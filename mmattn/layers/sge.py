@@ -48,15 +48,29 @@ class SpatialGroupEnhance(nn.Module):
         nn.init.zeros_(self.weight)
         nn.init.ones_(self.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """The (B, G, 1, H, W) spatial gate of each group (to multiply ``x`` viewed as (B, G, C/G, H, W))."""
         b, c, h, w = x.shape
         if h * w < 2:
             raise ValueError(f'{type(self).__name__}: needs at least 2 spatial positions for the '
                              f'unbiased std over H*W, got an input of shape {tuple(x.shape)}; '
                              'use a larger input image')
-        xg = x.reshape(b * self.groups, c // self.groups, h, w)
-        score = (xg * xg.mean((2, 3), keepdim=True)).sum(1).reshape(b, self.groups, h * w)
-        score = score - score.mean(2, keepdim=True)
-        score = score / (score.std(2, keepdim=True) + self.eps)
-        gate = torch.sigmoid(score.reshape(b, self.groups, h, w) * self.weight + self.bias)
-        return (xg * gate.reshape(b * self.groups, 1, h, w)).reshape(b, c, h, w)
+        xg = x.view(b, self.groups, c // self.groups, h * w)
+        # sum_c x_c * mean(x_c) for every group: one batched matrix-vector product, no temporary
+        score = torch.matmul(xg.mean(3).unsqueeze(2), xg).view(b, self.groups, h * w)
+        std, mean = torch.std_mean(score, dim=2, keepdim=True)
+        # sigmoid(weight * (score - mean) / (std + eps) + bias), folded into one affine per group
+        scale = self.weight.view(1, self.groups, 1) / (std + self.eps)
+        return torch.sigmoid(torch.addcmul(self.bias.view(1, self.groups, 1) - scale * mean, score, scale)) \
+            .view(b, self.groups, 1, h, w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        gate = self.gate(x)
+        return (x.view(b, self.groups, c // self.groups, h, w) * gate).view(b, c, h, w)
+
+    def forward_residual(self, x: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+        """``identity + self(x)`` in one pass over the feature map (used by the attention blocks)."""
+        b, c, h, w = x.shape
+        shape = (b, self.groups, c // self.groups, h, w)
+        return torch.addcmul(identity.reshape(shape), x.view(shape), self.gate(x)).view(b, c, h, w)

@@ -56,11 +56,31 @@ class ShuffleAttention(nn.Module):
         nn.init.ones_(self.sbias)
         self.gn.reset_parameters()
 
+    def _gated(self, x: torch.Tensor) -> torch.Tensor:
+        """Both branches before the shuffle, as ONE element-wise gate ``x * sigmoid(A x + B)``.
+
+        Per sample and channel: the channel branch is A = 0, B = cweight * mean + cbias; the spatial
+        branch (GN affine then SA affine) is A = sweight * gn.weight / std and
+        B = sweight * (gn.bias - gn.weight * mean / std) + sbias, with the GN's biased std.
+        """
+        b, c, h, w = x.shape
+        half = c // (2 * self.groups)
+        x6 = x.view(b, self.groups, 2, half, h, w)  # [:, :, 0] channel branch, [:, :, 1] spatial branch
+        var, mean = torch.var_mean(x6[:, :, 1], dim=(3, 4), unbiased=False)
+        chan_mean = x6[:, :, 0].mean((3, 4))
+        cw, cb, sw, sb = (p.view(half) for p in (self.cweight, self.cbias, self.sweight, self.sbias))
+        scale = sw * self.gn.weight * torch.rsqrt(var + self.gn.eps)
+        a = torch.stack((torch.zeros_like(scale), scale), dim=2)
+        bias = torch.stack((cw * chan_mean + cb, sw * self.gn.bias + sb - scale * mean), dim=2)
+        gate = torch.sigmoid(torch.addcmul(bias[..., None, None], a[..., None, None], x6))
+        return (x6 * gate).view(b, 2, c // 2, h, w)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        x = x.reshape(b * self.groups, c // self.groups, h, w)
-        x0, x1 = x.chunk(2, dim=1)
-        x0 = x0 * torch.sigmoid(self.cweight * x0.mean((2, 3), keepdim=True) + self.cbias)
-        x1 = x1 * torch.sigmoid(self.sweight * self.gn(x1) + self.sbias)
-        out = torch.cat((x0, x1), dim=1).reshape(b, 2, c // 2, h, w)
-        return out.transpose(1, 2).reshape(b, c, h, w)
+        # channel shuffle (2 groups): output channel 2q + s is pre-shuffle channel s * C/2 + q
+        return self._gated(x).transpose(1, 2).reshape(b, c, h, w)
+
+    def forward_residual(self, x: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+        """``identity + self(x)``: the shuffle is read through a strided view inside the add."""
+        b, c, h, w = x.shape
+        return torch.add(identity.reshape(b, c // 2, 2, h, w), self._gated(x).transpose(1, 2)).view(b, c, h, w)

@@ -74,6 +74,25 @@ def test_shape_and_gradient_reaches_every_parameter(name, build):
         assert p.grad is not None and p.grad.abs().sum() > 0, f'{name}: no gradient reaches {pname}'
 
 
+@pytest.mark.parametrize('name,build', [l for l in LAYERS if l[0] != 'psa'], ids=[n for n, _ in LAYERS if n != 'psa'])
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_forward_residual_equals_forward_plus_identity(name, build, channels_last):
+    """The fused gate + residual add used by the blocks is exactly identity + forward(x), gradients too."""
+    layer = perturb(build()).eval()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(2, 64, 9, 7).contiguous(memory_format=fmt)
+    idt = torch.randn(2, 64, 9, 7).contiguous(memory_format=fmt)
+    xs = [x.clone().requires_grad_() for _ in range(2)]
+    ids = [idt.clone().requires_grad_() for _ in range(2)]
+    fused, plain = layer.forward_residual(xs[0], ids[0]), layer(xs[1]) + ids[1]
+    _close(fused, plain)
+    g = torch.randn_like(plain)
+    (fused * g).sum().backward()
+    (plain * g).sum().backward()
+    _close(xs[0].grad, xs[1].grad)
+    _close(ids[0].grad, ids[1].grad)
+
+
 def test_psa_stride_and_channels():
     y = PSAModule(64, 128, stride=2)(torch.randn(1, 64, 9, 8))
     assert y.shape == (1, 128, 5, 4)

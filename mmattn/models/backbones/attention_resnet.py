@@ -26,6 +26,19 @@ from ...layers import get_attention_layer
 AttentionCfg = Union[None, dict, Sequence[Optional[dict]]]
 
 
+def _last_plugin_plus_identity(block, out, identity, names):
+    """Run the plugins ``names`` on ``out`` and add ``identity``; when the last plugin is a gate with
+    ``forward_residual`` (every mmattn gate), the gate and the add are one pass over the feature map."""
+    last = getattr(block, names[-1]) if names else None
+    if last is not None and hasattr(last, 'forward_residual'):
+        for name in names[:-1]:
+            out = getattr(block, name)(out)
+        return last.forward_residual(out, identity)
+    for name in names:
+        out = getattr(block, name)(out)
+    return out + identity
+
+
 class AttnBasicBlock(BasicBlock):
     """mmdet's BasicBlock with plugins.
 
@@ -61,9 +74,9 @@ class AttnBasicBlock(BasicBlock):
 
         def _inner_forward(x):
             out = self._plugins(self.relu(self.norm1(self.conv1(x))), 'after_conv1')
-            out = self._plugins(self.norm2(self.conv2(out)), 'after_conv2')
             identity = x if self.downsample is None else self.downsample(x)
-            return out + identity
+            return _last_plugin_plus_identity(self, self.norm2(self.conv2(out)), identity,
+                                              self.plugin_names['after_conv2'])
 
         if self.with_cp and x.requires_grad:
             out = cp.checkpoint(_inner_forward, x, use_reentrant=False)
@@ -77,7 +90,8 @@ class AttnBottleneck(Bottleneck):
 
     mmdet calls ``torch.utils.checkpoint`` in the deprecated re-entrant mode, which rejects a block
     whose last plugin returns a view (e.g. a reshape) and warns on every call; the non-re-entrant
-    mode has neither problem. Everything else (plugins, names, strides) is mmdet's.
+    mode has neither problem. The last after_conv3 gate and the residual add run as one pass
+    (``forward_residual``). Everything else (plugins, names, strides) is mmdet's.
     """
     last_norm = 'norm3'
 
@@ -91,10 +105,9 @@ class AttnBottleneck(Bottleneck):
             if self.with_plugins:
                 out = self.forward_plugin(out, self.after_conv2_plugin_names)
             out = self.norm3(self.conv3(out))
-            if self.with_plugins:
-                out = self.forward_plugin(out, self.after_conv3_plugin_names)
             identity = x if self.downsample is None else self.downsample(x)
-            return out + identity
+            names = self.after_conv3_plugin_names if self.with_plugins else []
+            return _last_plugin_plus_identity(self, out, identity, names)
 
         if self.with_cp and x.requires_grad:
             out = cp.checkpoint(_inner_forward, x, use_reentrant=False)
