@@ -63,6 +63,14 @@ def mmdet_scope():
 def test_config_builds_and_runs_loss_and_predict(path, mmdet_scope):
     cfg = Config.fromfile(path)
     cfg.model.backbone.init_cfg = None
+    # fewer proposals/RoIs than COCO's 1000/512: the heads, not the backbone, would dominate CPU time
+    if 'rpn_proposal' in cfg.model.train_cfg:
+        cfg.model.train_cfg.rpn_proposal.update(nms_pre=200, max_per_img=64)
+        cfg.model.train_cfg.rcnn.sampler.num = 32
+        cfg.model.test_cfg.rpn.update(nms_pre=200, max_per_img=32)
+        cfg.model.test_cfg.rcnn.max_per_img = 10
+    else:
+        cfg.model.test_cfg.update(nms_pre=200, max_per_img=10)
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
     with_mask = cfg.model.type == 'MaskRCNN'
