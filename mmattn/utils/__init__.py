@@ -1,0 +1,16 @@
+"""Utilities of mmattn.
+
+Importing this package needs only torch and numpy; the config checks import
+mmengine and mmdet lazily.
+"""
+from .checkpoint import (checkpoint_safe_globals,
+                         register_checkpoint_safe_globals)
+from .config_check import (ConfigCheckError, check_checkpoint_path,
+                           check_config, check_data, check_model_types)
+from .dist_utils import setup_cpu_distributed
+
+__all__ = [
+    'register_checkpoint_safe_globals', 'checkpoint_safe_globals',
+    'ConfigCheckError', 'check_config', 'check_data', 'check_model_types',
+    'check_checkpoint_path', 'setup_cpu_distributed'
+]

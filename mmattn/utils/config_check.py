@@ -1,0 +1,356 @@
+"""Checks run by ``tools/train.py`` and ``tools/test.py`` before the runner.
+
+mmdet reports a missing annotation file, a truncated JSON file, a missing
+image or a misspelled backbone type deep inside the dataset or registry code,
+often without saying which file or config key is wrong. These checks fail
+early with a :class:`ConfigCheckError` whose message names the file or key and
+says how to fix it.
+"""
+import difflib
+import json
+import os
+import os.path as osp
+from typing import Iterator, List, Optional, Sequence, Tuple
+
+# Annotation files larger than this are only checked for existence; parsing
+# them twice (here and in the dataset) would slow down the start noticeably.
+DEEP_CHECK_MAX_BYTES = 64 * 1024 * 1024
+# At most this many missing files are listed in an error message.
+_MAX_LISTED = 5
+_REMOTE_PREFIXES = ('http://', 'https://', 's3://', 'petrel://', 'pavi://',
+                    'torchvision://', 'open-mmlab://', 'openmmlab://',
+                    'mmcls://', 'mmpretrain://', 'modelzoo://')
+# Config keys of a detector whose values are built from ``MODELS``.
+_MODEL_KEYS = ('backbone', 'neck', 'data_preprocessor')
+_MODEL_KEY_SUFFIXES = ('_head', '_roi_extractor')
+
+
+class ConfigCheckError(RuntimeError):
+    """A config refers to a file or type that does not exist or is broken.
+
+    The message names the file or config key and what to do about it.
+    """
+
+
+def _is_remote(path: str) -> bool:
+    return path.startswith(_REMOTE_PREFIXES)
+
+
+def _data_hint(path: str) -> str:
+    """What to do about a missing or broken data file."""
+    hint = ('Paths in a config are relative to the current working directory '
+            f'({os.getcwd()}); run the command from the directory the config '
+            'expects, or override data_root with --cfg-options.')
+    if 'toy_coco' in path:
+        root = path.split('toy_coco')[0] + 'toy_coco'
+        hint = ('Generate the toy dataset with `python '
+                f'tools/misc/make_toy_coco.py --out {root}` (add --force to '
+                'rewrite broken files). ' + hint)
+    return hint
+
+
+def _iter_datasets(dataset_cfg, key: str) -> Iterator[Tuple[dict, str]]:
+    """Yield ``(cfg, key path)`` of every leaf dataset, unwrapping wrappers
+    such as ``RepeatDataset`` (``dataset``) and ``ConcatDataset``
+    (``datasets``)."""
+    if not isinstance(dataset_cfg, dict):
+        return
+    if 'dataset' in dataset_cfg:
+        yield from _iter_datasets(dataset_cfg['dataset'], f'{key}.dataset')
+    if 'datasets' in dataset_cfg:
+        for i, sub in enumerate(dataset_cfg['datasets']):
+            yield from _iter_datasets(sub, f'{key}.datasets[{i}]')
+    if 'ann_file' in dataset_cfg:
+        yield dataset_cfg, key
+
+
+def _join(root: Optional[str], path: str) -> str:
+    if not path or not root or osp.isabs(path) or _is_remote(path):
+        return path
+    return osp.join(root, path)
+
+
+def _load_json(path: str, key: str) -> dict:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ConfigCheckError(
+            f'Annotation file {path} (from {key}) is not valid JSON: {e}. '
+            'The file is malformed or truncated; restore or regenerate it. ' +
+            _data_hint(path)) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigCheckError(
+            f'Annotation file {path} (from {key}) cannot be read: {e}. ' +
+            _data_hint(path)) from None
+    return data
+
+
+def _check_coco_dict(data, path: str, key: str) -> None:
+    if not isinstance(data, dict):
+        raise ConfigCheckError(
+            f'Annotation file {path} (from {key}) must hold a JSON object '
+            f'with "images", "annotations" and "categories", got '
+            f'{type(data).__name__}. ' + _data_hint(path))
+    for field in ('images', 'annotations', 'categories'):
+        if not isinstance(data.get(field), list):
+            raise ConfigCheckError(
+                f'Annotation file {path} (from {key}) has no "{field}" list; '
+                'it is not a COCO instances file. ' + _data_hint(path))
+    category_ids = set()
+    for cat in data['categories']:
+        if not isinstance(cat, dict) or not {'id', 'name'} <= cat.keys():
+            raise ConfigCheckError(
+                f'Annotation file {path}: every entry of "categories" needs '
+                f'"id" and "name", got {cat!r}. ' + _data_hint(path))
+        category_ids.add(cat['id'])
+    image_ids = set()
+    for img in data['images']:
+        if not isinstance(img, dict) or not {'id', 'file_name'} <= img.keys():
+            raise ConfigCheckError(
+                f'Annotation file {path}: every entry of "images" needs "id" '
+                f'and "file_name", got {img!r}. ' + _data_hint(path))
+        image_ids.add(img['id'])
+    for ann in data['annotations']:
+        required = {'id', 'image_id', 'category_id', 'bbox'}
+        if not isinstance(ann, dict) or not required <= ann.keys():
+            raise ConfigCheckError(
+                f'Annotation file {path}: annotation {ann!r:.200} lacks one '
+                f'of {sorted(required)}. ' + _data_hint(path))
+        bbox = ann['bbox']
+        if not isinstance(bbox, list) or len(bbox) != 4:
+            raise ConfigCheckError(
+                f'Annotation file {path}: annotation id={ann["id"]} has bbox '
+                f'{bbox!r}; COCO boxes are [x, y, width, height]. ' +
+                _data_hint(path))
+        if ann['image_id'] not in image_ids:
+            raise ConfigCheckError(
+                f'Annotation file {path}: annotation id={ann["id"]} refers to '
+                f'image_id={ann["image_id"]}, which is not in "images". ' +
+                _data_hint(path))
+        if ann['category_id'] not in category_ids:
+            raise ConfigCheckError(
+                f'Annotation file {path}: annotation id={ann["id"]} refers to '
+                f'category_id={ann["category_id"]}, which is not in '
+                '"categories". ' + _data_hint(path))
+
+
+def _check_classes(dataset_cfg: dict, data: dict, path: str, key: str):
+    metainfo = dataset_cfg.get('metainfo') or {}
+    classes = metainfo.get('classes')
+    if not classes:
+        return
+    names = [cat['name'] for cat in data['categories']]
+    if not set(classes) & set(names):
+        raise ConfigCheckError(
+            f'None of the classes {tuple(classes)} in {key}.metainfo match '
+            f'the categories {names} of {path}; every image would be empty. '
+            'Set metainfo=dict(classes=...) to category names of the file.')
+
+
+def _check_images(dataset_cfg: dict, data: dict, path: str, key: str):
+    data_prefix = dataset_cfg.get('data_prefix') or {}
+    img_prefix = data_prefix.get('img', data_prefix.get('img_path'))
+    if img_prefix is None:
+        return
+    img_dir = _join(dataset_cfg.get('data_root'), img_prefix)
+    if _is_remote(img_dir):
+        return
+    if not osp.isdir(img_dir):
+        raise ConfigCheckError(
+            f'Image directory {img_dir} (from {key}.data_root and '
+            f'{key}.data_prefix.img) does not exist, but {path} lists '
+            f'{len(data["images"])} images in it. ' + _data_hint(img_dir))
+    missing = [
+        img['file_name'] for img in data['images']
+        if not osp.isfile(osp.join(img_dir, img['file_name']))
+    ]
+    if missing:
+        listed = ', '.join(
+            osp.join(img_dir, name) for name in missing[:_MAX_LISTED])
+        more = '' if len(missing) <= _MAX_LISTED else ', ...'
+        raise ConfigCheckError(
+            f'{len(missing)} of {len(data["images"])} images listed in {path} '
+            f'are missing: {listed}{more}. Restore the images or remove them '
+            'from the annotation file. ' + _data_hint(img_dir))
+
+
+def check_dataset(dataset_cfg: dict, key: str) -> None:
+    """Check the annotation file and images of one dataset config.
+
+    Args:
+        dataset_cfg (dict): A dataset config with ``ann_file``; wrappers
+            (``dataset``/``datasets`` keys) are unwrapped.
+        key (str): Where the config lives, e.g. ``train_dataloader.dataset``,
+            used in error messages.
+
+    Raises:
+        ConfigCheckError: If a file is missing or malformed.
+    """
+    for ds_cfg, ds_key in _iter_datasets(dataset_cfg, key):
+        if ds_cfg.get('backend_args'):
+            continue  # a remote file backend; cannot check locally
+        ann_file = _join(ds_cfg.get('data_root'), ds_cfg.get('ann_file', ''))
+        if not ann_file or _is_remote(ann_file):
+            continue
+        if not osp.isfile(ann_file):
+            raise ConfigCheckError(
+                f'Annotation file {ann_file} (from {ds_key}.data_root and '
+                f'{ds_key}.ann_file) does not exist. ' + _data_hint(ann_file))
+        if not ann_file.endswith('.json') or \
+                osp.getsize(ann_file) > DEEP_CHECK_MAX_BYTES:
+            continue
+        data = _load_json(ann_file, f'{ds_key}.ann_file')
+        _check_coco_dict(data, ann_file, ds_key)
+        _check_classes(ds_cfg, data, ann_file, ds_key)
+        _check_images(ds_cfg, data, ann_file, ds_key)
+
+
+def _check_evaluator(evaluator_cfg, key: str) -> None:
+    metrics = evaluator_cfg if isinstance(evaluator_cfg, (list, tuple)) \
+        else [evaluator_cfg]
+    for i, metric in enumerate(metrics):
+        if not isinstance(metric, dict):
+            continue
+        ann_file = metric.get('ann_file')
+        if ann_file and not _is_remote(ann_file) and \
+                not osp.isfile(ann_file):
+            where = key if len(metrics) == 1 else f'{key}[{i}]'
+            raise ConfigCheckError(
+                f'Annotation file {ann_file} (from {where}.ann_file) does not '
+                'exist. ' + _data_hint(ann_file))
+
+
+def check_data(cfg, splits: Sequence[str] = ('train', 'val')) -> None:
+    """Check the datasets and evaluators of ``splits`` in ``cfg``.
+
+    Args:
+        cfg (Config): The full config.
+        splits (Sequence[str]): Any of ``'train'``, ``'val'`` and ``'test'``;
+            splits whose dataloader is missing or ``None`` are skipped.
+    """
+    for split in splits:
+        loader = cfg.get(f'{split}_dataloader')
+        if not loader or not loader.get('dataset'):
+            continue
+        check_dataset(loader['dataset'], f'{split}_dataloader.dataset')
+        evaluator = cfg.get(f'{split}_evaluator')
+        if evaluator:
+            _check_evaluator(evaluator, f'{split}_evaluator')
+
+
+def _iter_model_types(model_cfg: dict, key: str
+                      ) -> Iterator[Tuple[str, str]]:
+    if isinstance(model_cfg.get('type'), str):
+        yield model_cfg['type'], f'{key}.type'
+    for name, value in model_cfg.items():
+        if not (name in _MODEL_KEYS or name.endswith(_MODEL_KEY_SUFFIXES)):
+            continue
+        items = value if isinstance(value, (list, tuple)) else [value]
+        for i, item in enumerate(items):
+            if isinstance(item, dict):
+                sub = f'{key}.{name}' if len(items) == 1 and \
+                    not isinstance(value, (list, tuple)) \
+                    else f'{key}.{name}[{i}]'
+                yield from _iter_model_types(item, sub)
+
+
+def _registered_names(registry) -> List[str]:
+    names = []
+    while registry is not None:
+        names.extend(registry.module_dict)
+        registry = registry.parent
+    return names
+
+
+def mmattn_backbones() -> List[str]:
+    """Names of the backbones that ``import mmattn.models`` registers."""
+    from mmdet.registry import MODELS
+    prefix = 'mmattn.models.backbones'
+    return sorted(name for name, cls in MODELS.module_dict.items()
+                  if getattr(cls, '__module__', '').startswith(prefix))
+
+
+def check_model_types(cfg) -> None:
+    """Check that every model component type in ``cfg.model`` is registered.
+
+    Only the ``mmdet`` scope is checked (the scope of all mmattn configs);
+    configs of other scopes are left to the registry.
+
+    Raises:
+        ConfigCheckError: For the first unknown type, naming the config key,
+            close matches and the mmattn backbones.
+    """
+    from mmdet.registry import MODELS
+    model_cfg = cfg.get('model')
+    if not isinstance(model_cfg, dict):
+        return
+    scope = model_cfg.get('_scope_', cfg.get('default_scope', 'mmdet'))
+    if scope != 'mmdet':
+        return
+    for type_name, key in _iter_model_types(model_cfg, 'model'):
+        if MODELS.get(type_name) is not None:
+            continue
+        candidates = _registered_names(MODELS)
+        close = difflib.get_close_matches(type_name, candidates, n=3)
+        suggestion = f" Did you mean {' or '.join(map(repr, close))}?" \
+            if close else ''
+        ours = ', '.join(mmattn_backbones()) or \
+            'none registered - is `mmattn.models` importable?'
+        raise ConfigCheckError(
+            f'Unknown type {type_name!r} at {key} in the config: it is not '
+            f'registered in mmdet.registry.MODELS.{suggestion} Backbones '
+            f'provided by mmattn: {ours}. If the type comes from another '
+            'package, add that package to the config, e.g. custom_imports = '
+            "dict(imports=['my_package.models'], allow_failed_imports=False)."
+        )
+
+
+def check_checkpoint_path(path: Optional[str], key: str) -> None:
+    """Check that a local checkpoint file exists.
+
+    Args:
+        path (str, optional): The checkpoint path; URLs and ``None`` pass.
+        key (str): Where the path comes from (a CLI argument or config key),
+            used in the error message.
+    """
+    if not path or _is_remote(path):
+        return
+    if osp.isdir(path):
+        raise ConfigCheckError(
+            f'Checkpoint {path} (from {key}) is a directory; pass a .pth file '
+            f'inside it, e.g. {osp.join(path, "epoch_12.pth")}, or the '
+            f'checkpoint named in {osp.join(path, "last_checkpoint")}.')
+    if not osp.isfile(path):
+        raise ConfigCheckError(
+            f'Checkpoint file {path} (from {key}) does not exist. Pass the '
+            'path of a .pth file written by tools/train.py (it saves '
+            'work_dirs/<config name>/epoch_N.pth or iter_N.pth and names the '
+            'newest one in work_dirs/<config name>/last_checkpoint), or train '
+            'the model first.')
+
+
+def check_config(cfg, mode: str = 'train') -> None:
+    """Run every check for ``tools/train.py`` or ``tools/test.py``.
+
+    Args:
+        cfg (Config): The config after command line overrides.
+        mode (str): ``'train'`` checks the train and val data, ``'test'``
+            the test data.
+    """
+    assert mode in ('train', 'test'), f'unknown mode {mode!r}'
+    check_model_types(cfg)
+    backbone = (cfg.get('model') or {}).get('backbone') or {}
+    init_cfg = backbone.get('init_cfg') if isinstance(backbone, dict) \
+        else None
+    if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
+        check_checkpoint_path(
+            init_cfg.get('checkpoint'), 'model.backbone.init_cfg.checkpoint')
+    if mode == 'train':
+        splits = ['train']
+        if cfg.get('val_cfg') and cfg.get('val_dataloader'):
+            splits.append('val')
+        check_data(cfg, splits)
+        check_checkpoint_path(cfg.get('load_from'), 'load_from')
+    else:
+        check_data(cfg, ['test'])

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Distributed testing on one or more nodes with torch.distributed.run.
+#
+# Usage: tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py options]
+#   GPUS is the number of processes per node (CPU processes without CUDA;
+#   tools/test.py then switches to the gloo backend).
+# Environment: NNODES (1), NODE_RANK (0), PORT (29500),
+#   MASTER_ADDR (127.0.0.1), PYTHON (python).
+
+CONFIG=$1
+CHECKPOINT=$2
+GPUS=$3
+NNODES=${NNODES:-1}
+NODE_RANK=${NODE_RANK:-0}
+PORT=${PORT:-29500}
+MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
+PYTHON=${PYTHON:-python}
+TOOLS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+PYTHONPATH="$TOOLS_DIR/..":$PYTHONPATH \
+"$PYTHON" -m torch.distributed.run \
+    --nnodes="$NNODES" \
+    --node_rank="$NODE_RANK" \
+    --master_addr="$MASTER_ADDR" \
+    --nproc_per_node="$GPUS" \
+    --master_port="$PORT" \
+    "$TOOLS_DIR/test.py" \
+    "$CONFIG" \
+    "$CHECKPOINT" \
+    --launcher pytorch "${@:4}"

@@ -1,0 +1,202 @@
+"""Test (and evaluate) a detector checkpoint with MMDetection 3.x.
+
+The arguments and behaviour follow ``tools/test.py`` of MMDetection 3.3.0.
+Like ``tools/train.py`` it imports ``mmattn.models``, allow-lists the globals
+of mmengine checkpoints for ``torch.load(weights_only=True)``, checks the
+config and checkpoint path before building the runner and runs distributed
+tests on CPU with gloo.
+
+Example::
+
+    python tools/test.py configs/quickstart/mask-rcnn_se-r50_fpn_toy.py \
+        work_dirs/mask-rcnn_se-r50_fpn_toy/iter_1200.pth
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+import warnings
+from copy import deepcopy
+
+# mmengine 0.10.x imports pkg_resources, which setuptools >= 81 deprecates
+# with a warning on every start; it is noise for users of this tool.
+warnings.filterwarnings(
+    'ignore', message='pkg_resources is deprecated', category=UserWarning)
+
+from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
+from mmengine.registry import RUNNERS  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+try:
+    import mmattn  # noqa: F401
+except ImportError:  # a source checkout that is not pip-installed
+    sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
+
+import mmattn.models  # noqa: E402,F401  registers the mmattn backbones
+from mmattn.utils import (ConfigCheckError, check_checkpoint_path,  # noqa
+                          check_config, register_checkpoint_safe_globals,
+                          setup_cpu_distributed)
+from mmdet.engine.hooks.utils import trigger_visualization_hook  # noqa: E402
+from mmdet.evaluation import DumpDetResults  # noqa: E402
+from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description='MMDet test (and eval) a model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--work-dir',
+        help='the directory to save the file containing evaluation metrics')
+    parser.add_argument(
+        '--out',
+        type=str,
+        help='dump predictions to a pickle file for offline evaluation')
+    parser.add_argument(
+        '--show', action='store_true', help='show prediction results')
+    parser.add_argument(
+        '--show-dir',
+        help='directory where painted images will be saved. '
+        'If specified, it will be automatically saved '
+        'to the work_dir/timestamp/show_dir')
+    parser.add_argument(
+        '--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override some settings in the used config, the key-value pair '
+        'in xxx=yyy format will be merged into config file. If the value to '
+        'be overwritten is a list, it should be like key="[a,b]" or key=a,b '
+        'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
+        'Note that the quotation marks are necessary and that no white space '
+        'is allowed.')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--tta', action='store_true')
+    # When using PyTorch version >= 2.0.0, the `torch.distributed.launch`
+    # will pass the `--local-rank` parameter to `tools/test.py` instead
+    # of `--local_rank`.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def default_tta_pipeline(test_pipeline: list) -> list:
+    """Horizontal-flip test-time augmentation built from ``test_pipeline``.
+
+    The transforms before ``PackDetInputs`` are kept; the packing step is run
+    once for the original and once for the flipped image, and records the
+    flip in the meta information so that ``DetTTAModel`` can undo it.
+    """
+    steps = [deepcopy(t) for t in test_pipeline]
+    pack = None
+    if steps and 'PackDetInputs' in str(steps[-1].get('type', '')):
+        pack = steps.pop()
+    meta_keys = list((pack or {}).get(
+        'meta_keys',
+        ('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')))
+    for key in ('flip', 'flip_direction'):
+        if key not in meta_keys:
+            meta_keys.append(key)
+    flips = [
+        dict(type='RandomFlip', prob=1.),
+        dict(type='RandomFlip', prob=0.)
+    ]
+    pack = dict(type='PackDetInputs', meta_keys=tuple(meta_keys))
+    return steps + [dict(type='TestTimeAug', transforms=[flips, [pack]])]
+
+
+def enable_tta(cfg: Config) -> None:
+    """Wrap the model with ``DetTTAModel`` and use the TTA test pipeline."""
+    if 'tta_model' not in cfg:
+        warnings.warn('Cannot find ``tta_model`` in config, '
+                      'we will set it as default.')
+        cfg.tta_model = dict(
+            type='DetTTAModel',
+            tta_cfg=dict(
+                nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+    test_data_cfg = cfg.test_dataloader.dataset
+    while 'dataset' in test_data_cfg:
+        test_data_cfg = test_data_cfg['dataset']
+    if 'tta_pipeline' not in cfg:
+        warnings.warn('Cannot find ``tta_pipeline`` in config, '
+                      'we will set it as default (horizontal flip).')
+        cfg.tta_pipeline = default_tta_pipeline(test_data_cfg.pipeline)
+    # batch_shapes_cfg fixes the output image size, which TTA cannot handle.
+    if 'batch_shapes_cfg' in test_data_cfg:
+        test_data_cfg.batch_shapes_cfg = None
+    test_data_cfg.pipeline = cfg.tta_pipeline
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+
+
+def main():
+    args = parse_args()
+    register_checkpoint_safe_globals()
+    # Reduce the number of repeated compilations and improve
+    # testing speed.
+    setup_cache_size_limit_of_dynamo()
+
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+
+    # work_dir priority: CLI > config > ./work_dirs/<config name>
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+
+    try:
+        check_checkpoint_path(args.checkpoint, 'the checkpoint argument')
+        if args.out is not None and \
+                not args.out.endswith(('.pkl', '.pickle')):
+            raise ConfigCheckError(
+                f'--out {args.out}: the output file must be a pickle file '
+                '(.pkl or .pickle).')
+        roi_head = cfg.model.get('roi_head') or {}
+        if args.tta and roi_head.get('mask_head') is not None:
+            raise ConfigCheckError(
+                '--tta merges boxes only (mmdet\'s DetTTAModel does not '
+                'support instance segmentation); test this config without '
+                '--tta.')
+        check_config(cfg, mode='test')
+    except ConfigCheckError as e:
+        sys.exit(f'{osp.basename(__file__)}: error: {e}')
+    cfg.load_from = args.checkpoint
+
+    if args.show or args.show_dir:
+        cfg = trigger_visualization_hook(cfg, args)
+
+    if args.tta:
+        enable_tta(cfg)
+
+    dist_msg = setup_cpu_distributed(cfg, args.launcher)
+
+    # build the runner from config
+    if 'runner_type' not in cfg:
+        runner = Runner.from_cfg(cfg)
+    else:
+        runner = RUNNERS.build(cfg)
+    if dist_msg is not None:
+        runner.logger.info(dist_msg)
+
+    # add `DumpResults` dummy metric
+    if args.out is not None:
+        runner.test_evaluator.metrics.append(
+            DumpDetResults(out_file_path=args.out))
+
+    # start testing
+    runner.test()
+
+
+if __name__ == '__main__':
+    main()

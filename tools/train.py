@@ -1,0 +1,177 @@
+"""Train a detector with MMDetection 3.x and the mmattn attention backbones.
+
+The arguments and behaviour follow ``tools/train.py`` of MMDetection 3.3.0.
+In addition this script
+
+* imports ``mmattn.models``, so configs find the mmattn backbones even
+  without ``custom_imports``, from any working directory;
+* allow-lists the globals of mmengine checkpoints for PyTorch >= 2.6, where
+  ``torch.load`` defaults to ``weights_only=True`` (``--resume`` and
+  ``load_from`` work unchanged);
+* checks the config before building the runner (annotation files, images,
+  model types, checkpoint paths) and fails with a message that names the
+  file or key and what to do;
+* runs distributed training on CPU with the gloo backend when CUDA is not
+  available.
+
+Example::
+
+    python tools/train.py configs/quickstart/mask-rcnn_se-r50_fpn_toy.py
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+import warnings
+
+# mmengine 0.10.x imports pkg_resources, which setuptools >= 81 deprecates
+# with a warning on every start; it is noise for users of this tool.
+warnings.filterwarnings(
+    'ignore', message='pkg_resources is deprecated', category=UserWarning)
+
+from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.logging import print_log  # noqa: E402
+from mmengine.registry import RUNNERS  # noqa: E402
+from mmengine.runner import Runner  # noqa: E402
+
+try:
+    import mmattn  # noqa: F401
+except ImportError:  # a source checkout that is not pip-installed
+    sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
+
+import mmattn.models  # noqa: E402,F401  registers the mmattn backbones
+from mmattn.utils import (ConfigCheckError, check_checkpoint_path,  # noqa
+                          check_config, register_checkpoint_safe_globals,
+                          setup_cpu_distributed)
+from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Train a detector')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        default=False,
+        help='enable automatic-mixed-precision training')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='enable automatically scaling LR.')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='If specify checkpoint path, resume from it, while if not '
+        'specify, try to auto resume from the latest checkpoint '
+        'in the work directory.')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override some settings in the used config, the key-value pair '
+        'in xxx=yyy format will be merged into config file. If the value to '
+        'be overwritten is a list, it should be like key="[a,b]" or key=a,b '
+        'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
+        'Note that the quotation marks are necessary and that no white space '
+        'is allowed.')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # When using PyTorch version >= 2.0.0, the `torch.distributed.launch`
+    # will pass the `--local-rank` parameter to `tools/train.py` instead
+    # of `--local_rank`.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def build_cfg(args) -> Config:
+    """Load the config and apply the command line options to it."""
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+
+    # work_dir priority: CLI > config > ./work_dirs/<config name>
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+
+    if args.amp:
+        optim_wrapper = cfg.optim_wrapper.type
+        if optim_wrapper == 'AmpOptimWrapper':
+            print_log(
+                'AMP training is already enabled in your config.',
+                logger='current',
+                level='WARNING')
+        else:
+            assert optim_wrapper == 'OptimWrapper', (
+                '`--amp` is only supported when the optimizer wrapper type is '
+                f'`OptimWrapper` but got {optim_wrapper}.')
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.loss_scale = 'dynamic'
+
+    if args.auto_scale_lr:
+        auto_scale_lr = cfg.get('auto_scale_lr') or {}
+        if 'enable' in auto_scale_lr and 'base_batch_size' in auto_scale_lr:
+            cfg.auto_scale_lr.enable = True
+        else:
+            raise RuntimeError('Can not find "auto_scale_lr" or '
+                               '"auto_scale_lr.enable" or '
+                               '"auto_scale_lr.base_batch_size" in your'
+                               ' configuration file.')
+
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+    return cfg
+
+
+def main():
+    args = parse_args()
+    register_checkpoint_safe_globals()
+    # Reduce the number of repeated compilations and improve
+    # training speed.
+    setup_cache_size_limit_of_dynamo()
+
+    cfg = build_cfg(args)
+    try:
+        if args.resume not in (None, 'auto'):
+            check_checkpoint_path(args.resume, '--resume')
+        check_config(cfg, mode='train')
+        if args.amp:
+            import torch
+            if not torch.cuda.is_available():
+                raise ConfigCheckError(
+                    '--amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper '
+                    'does not run on CPU); drop --amp to train in fp32.')
+    except ConfigCheckError as e:
+        sys.exit(f'{osp.basename(__file__)}: error: {e}')
+
+    dist_msg = setup_cpu_distributed(cfg, args.launcher)
+
+    # build the runner from config
+    if 'runner_type' not in cfg:
+        runner = Runner.from_cfg(cfg)
+    else:
+        runner = RUNNERS.build(cfg)
+    if dist_msg is not None:
+        runner.logger.info(dist_msg)
+
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
