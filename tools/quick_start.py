@@ -1,0 +1,369 @@
+"""Quick start: train and evaluate two attention-backbone detectors on CPU.
+
+Steps:
+
+1. print every mmattn backbone (depth, parameters, output shapes);
+2. generate the synthetic toy COCO dataset (skipped if it is up to date);
+3. train Mask R-CNN with an SE-ResNet and with an SA-ResNet (Shuffle
+   Attention) backbone with ``tools/train.py`` - the command users run;
+4. evaluate both checkpoints with ``tools/test.py`` (COCO bbox + segm);
+5. print a side-by-side table.
+
+Finished work is reused: a model whose final checkpoint exists is not
+trained again and a checkpoint that was already evaluated is not tested
+again, unless ``--force`` is given. Example::
+
+    python tools/quick_start.py
+"""
+import argparse
+import glob
+import importlib.util
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+from typing import List, Optional
+
+try:
+    import mmattn  # noqa: F401
+except ImportError:  # a source checkout that is not pip-installed
+    sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
+
+from mmattn.datasets.toy_coco import generate_toy_coco  # noqa: E402
+
+TOOLS_DIR = osp.dirname(osp.abspath(__file__))
+REPO_ROOT = osp.dirname(TOOLS_DIR)
+CONFIG_DIR = osp.join(REPO_ROOT, 'configs', 'quickstart')
+DEFAULT_CONFIGS = (
+    osp.join(CONFIG_DIR, 'mask-rcnn_se-r50_fpn_toy-coco.py'),
+    osp.join(CONFIG_DIR, 'mask-rcnn_sa-r50_fpn_toy-coco.py'),
+)
+# The data the quick-start configs are tuned for.
+TOY_DATA = dict(num_train=600, num_val=100, size=128, seed=0)
+RESULT_FILE = 'quick_start_result.json'
+METRIC_KEYS = dict(
+    box_ap='coco/bbox_mAP', box_ap50='coco/bbox_mAP_50',
+    mask_ap='coco/segm_mAP')
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description='Train and evaluate SE and SA attention backbones in Mask '
+        'R-CNN on a synthetic dataset (CPU, a few minutes)')
+    parser.add_argument(
+        '--configs',
+        nargs='+',
+        default=list(DEFAULT_CONFIGS),
+        help='configs to train and evaluate')
+    parser.add_argument(
+        '--data-root',
+        default='data/toy_coco',
+        help='where the toy dataset is (or will be) generated')
+    parser.add_argument(
+        '--work-dir',
+        default='work_dirs/quick_start',
+        help='root of the work dirs, one sub-directory per config')
+    parser.add_argument(
+        '--force',
+        action='store_true',
+        help='train and evaluate again even if results exist')
+    parser.add_argument(
+        '--skip-summary',
+        action='store_true',
+        help='do not print the backbone summary')
+    parser.add_argument(
+        '--jobs',
+        type=int,
+        help='number of trainings run side by side (default: one per '
+        'config, at most one per CPU core)')
+    parser.add_argument(
+        '--verbose',
+        action='store_true',
+        help='print the full logs of train.py and test.py')
+    return parser.parse_args()
+
+
+def _load_tool(rel_path: str):
+    """Import a script under ``tools/`` as a module."""
+    path = osp.join(TOOLS_DIR, rel_path)
+    name = osp.splitext(osp.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fmt_time(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return '-'
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    return f'{minutes}m{seconds:02d}s'
+
+
+class _Job:
+    """A tool run in a subprocess whose output goes to a log file."""
+
+    def __init__(self, tag: str, cmd: List[str], log_file: str):
+        self.tag = tag
+        self.cmd = cmd
+        self.log_file = log_file
+        self.proc = None
+        self.start = None
+        self.wall = None
+        self._log = None
+        self._offset = 0
+
+    def launch(self, env: dict) -> None:
+        print(f'  [{self.tag}] $ ' + ' '.join(self.cmd), flush=True)
+        self._log = open(self.log_file, 'w')
+        self.start = time.time()
+        self.proc = subprocess.Popen(
+            self.cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+
+    def new_lines(self) -> List[str]:
+        """Complete lines the job wrote since the last call."""
+        with open(self.log_file) as f:
+            f.seek(self._offset)
+            text = f.read()
+        end = text.rfind('\n') + 1
+        self._offset += len(text[:end].encode())
+        return text[:end].splitlines()
+
+    def poll(self) -> Optional[int]:
+        code = self.proc.poll()
+        if code is not None and self.wall is None:
+            self.wall = time.time() - self.start
+            self._log.close()
+        return code
+
+
+def _is_progress(line: str) -> bool:
+    return any(key in line for key in ('Epoch(train)', 'Iter(train)',
+                                       'Error', 'error:', 'coco/bbox_mAP:'))
+
+
+def run_jobs(jobs: List[_Job], num_parallel: int, verbose: bool) -> None:
+    """Run ``jobs``, ``num_parallel`` at a time, and show their progress.
+
+    Each job gets ``cpu_count // num_parallel`` intra-op threads: on a small
+    CPU machine, single-threaded processes side by side are much faster than
+    one multi-threaded process at a time, whose threads wait for each other
+    when the cores are shared.
+    """
+    threads = str(max(1, (os.cpu_count() or 1) // num_parallel))
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    for var in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
+        env.setdefault(var, threads)
+    pending, running = list(jobs), []
+    while pending or running:
+        while pending and len(running) < num_parallel:
+            job = pending.pop(0)
+            job.launch(env)
+            running.append(job)
+        time.sleep(1)
+        for job in list(running):
+            code = job.poll()
+            for line in job.new_lines():
+                if verbose or _is_progress(line):
+                    print(f'  [{job.tag}] {line.rstrip()[-140:]}', flush=True)
+            if code is None:
+                continue
+            running.remove(job)
+            if code != 0:
+                for other in running:
+                    other.proc.terminate()
+                sys.exit(f'quick_start.py: [{job.tag}] failed with exit code '
+                         f'{code}; see {job.log_file}')
+
+
+def _final_checkpoint(cfg, work_dir: str) -> str:
+    train_cfg = cfg.train_cfg
+    if 'max_iters' in train_cfg:
+        return osp.join(work_dir, f'iter_{train_cfg.max_iters}.pth')
+    return osp.join(work_dir, f'epoch_{train_cfg.max_epochs}.pth')
+
+
+def _test_metrics(test_dir: str) -> dict:
+    """The metrics of the newest ``tools/test.py`` run under ``test_dir``."""
+    # mmengine writes the test metrics to <work_dir>/<timestamp>/<ts>.json.
+    files = sorted(glob.glob(osp.join(test_dir, '*', '*.json')))
+    for path in reversed(files):
+        with open(path) as f:
+            lines = [json.loads(line) for line in f if line.strip()]
+        for record in reversed(lines):
+            if METRIC_KEYS['box_ap'] in record:
+                return record
+    raise RuntimeError(f'No COCO metrics found under {test_dir}')
+
+
+def _model_params(cfg) -> dict:
+    """Parameters of the detector and of its backbone."""
+    from mmdet.registry import MODELS
+    from mmengine.registry import init_default_scope
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    model = MODELS.build(cfg.model)
+    return dict(
+        params=sum(p.numel() for p in model.parameters()),
+        backbone_params=sum(p.numel() for p in model.backbone.parameters()))
+
+
+class Experiment:
+    """One config: its work dir, final checkpoint and cached result."""
+
+    def __init__(self, config: str, data_root: str, work_root: str,
+                 force: bool):
+        from mmengine.config import Config
+        self.config = config
+        self.name = osp.splitext(osp.basename(config))[0]
+        self.cfg = Config.fromfile(config)
+        self.tag = self.cfg.model.backbone.type
+        self.work_dir = osp.join(work_root, self.name)
+        os.makedirs(self.work_dir, exist_ok=True)
+        self.checkpoint = _final_checkpoint(self.cfg, self.work_dir)
+        self.data_root = data_root.rstrip('/') + '/'
+        self.result_file = osp.join(self.work_dir, RESULT_FILE)
+        self.result = {}
+        if osp.isfile(self.result_file) and not force:
+            with open(self.result_file) as f:
+                self.result = json.load(f)
+        self.needs_training = force or not osp.isfile(self.checkpoint)
+        if self.needs_training:
+            self.result = {}
+
+    def train_job(self) -> _Job:
+        cmd = [
+            sys.executable,
+            osp.join(TOOLS_DIR, 'train.py'), self.config, '--work-dir',
+            self.work_dir, '--cfg-options',
+            f'train_dataloader.dataset.data_root={self.data_root}',
+            # Evaluation is done once, by tools/test.py afterwards.
+            'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None'
+        ]
+        return _Job(self.tag, cmd,
+                    osp.join(self.work_dir, 'quick_start_train.log'))
+
+    def needs_testing(self) -> bool:
+        return not ('metrics' in self.result and self.result.get(
+            'checkpoint_mtime') == osp.getmtime(self.checkpoint))
+
+    def test_job(self) -> _Job:
+        cmd = [
+            sys.executable,
+            osp.join(TOOLS_DIR, 'test.py'), self.config, self.checkpoint,
+            '--work-dir', self.test_dir, '--cfg-options',
+            f'test_dataloader.dataset.data_root={self.data_root}',
+            'test_evaluator.ann_file='
+            f'{self.data_root}annotations/instances_val.json'
+        ]
+        return _Job(self.tag, cmd,
+                    osp.join(self.work_dir, 'quick_start_test.log'))
+
+    @property
+    def test_dir(self) -> str:
+        return osp.join(self.work_dir, 'test')
+
+    def save(self) -> dict:
+        self.result.update(
+            name=self.name,
+            config=self.config,
+            checkpoint=self.checkpoint,
+            backbone=self.tag)
+        self.result.update(_model_params(self.cfg))
+        with open(self.result_file, 'w') as f:
+            json.dump(self.result, f, indent=2)
+        return self.result
+
+
+def run_experiments(experiments: List[Experiment], num_parallel: int,
+                    verbose: bool) -> List[dict]:
+    """Train what is not trained, test what is not tested, in parallel."""
+    to_train = [exp for exp in experiments if exp.needs_training]
+    for exp in experiments:
+        if not exp.needs_training:
+            print(f'  [{exp.tag}] final checkpoint {exp.checkpoint} exists; '
+                  'skip training (--force to retrain)')
+    if to_train:
+        print(f'\n== training {len(to_train)} model(s), {num_parallel} at a '
+              'time', flush=True)
+        jobs = [exp.train_job() for exp in to_train]
+        run_jobs(jobs, num_parallel, verbose)
+        for exp, job in zip(to_train, jobs):
+            if not osp.isfile(exp.checkpoint):
+                sys.exit(f'quick_start.py: training finished but '
+                         f'{exp.checkpoint} was not written; see '
+                         f'{job.log_file}')
+            exp.result['train_time'] = job.wall
+
+    to_test = [exp for exp in experiments if exp.needs_testing()]
+    for exp in experiments:
+        if exp not in to_test:
+            print(f'  [{exp.tag}] {exp.checkpoint} already evaluated; reuse '
+                  'its metrics')
+    if to_test:
+        print(f'\n== testing {len(to_test)} model(s) with tools/test.py',
+              flush=True)
+        jobs = [exp.test_job() for exp in to_test]
+        run_jobs(jobs, num_parallel, verbose)
+        for exp, job in zip(to_test, jobs):
+            metrics = _test_metrics(exp.test_dir)
+            exp.result['metrics'] = {
+                key: metrics.get(coco_key)
+                for key, coco_key in METRIC_KEYS.items()
+            }
+            exp.result['test_time'] = job.wall
+            exp.result['checkpoint_mtime'] = osp.getmtime(exp.checkpoint)
+    return [exp.save() for exp in experiments]
+
+
+def format_results(results: List[dict]) -> str:
+    """Side-by-side table of the results of :func:`run_config`."""
+    header = ('model', 'backbone', 'params (M)', 'backbone params (M)',
+              'box AP', 'AP50', 'mask AP', 'train time')
+    rows = []
+    for res in results:
+        metrics = res.get('metrics', {})
+        aps = [metrics.get(key) for key in ('box_ap', 'box_ap50', 'mask_ap')]
+        rows.append((res['name'], res['backbone'],
+                     f'{res["params"] / 1e6:.2f}',
+                     f'{res["backbone_params"] / 1e6:.2f}',
+                     *('-' if ap is None else f'{ap:.3f}' for ap in aps),
+                     _fmt_time(res.get('train_time'))))
+    widths = [max(len(h), *(len(r[i]) for r in rows))
+              for i, h in enumerate(header)]
+    fmt = '  '.join(f'{{:<{w}}}' for w in widths)
+    lines = [fmt.format(*header), fmt.format(*('-' * w for w in widths))]
+    lines.extend(fmt.format(*row) for row in rows)
+    return '\n'.join(lines)
+
+
+def main():
+    args = parse_args()
+    start = time.time()
+    data_root = osp.abspath(args.data_root)
+    work_root = osp.abspath(args.work_dir)
+
+    if not args.skip_summary:
+        summary = _load_tool('analysis_tools/backbone_summary.py')
+        print('== mmattn backbones', flush=True)
+        rows = summary.summarize_backbones(input_size=64)
+        print(summary.format_table(rows, 64), flush=True)
+
+    print(f'\n== toy COCO data in {data_root}', flush=True)
+    generate_toy_coco(data_root, **TOY_DATA, verbose=True)
+
+    experiments = [
+        Experiment(osp.abspath(config), data_root, work_root, args.force)
+        for config in args.configs
+    ]
+    num_parallel = args.jobs or min(len(experiments), os.cpu_count() or 1)
+    results = run_experiments(experiments, num_parallel, args.verbose)
+    print('\n== results on the toy COCO val split (COCO AP@[.5:.95])')
+    print(format_results(results))
+    print(f'\nTotal wall time: {_fmt_time(time.time() - start)} '
+          f'(work dirs under {work_root})')
+
+
+if __name__ == '__main__':
+    main()
