@@ -1,0 +1,395 @@
+#!/usr/bin/env python
+"""Speed and memory of attention backbones / detectors, as ratios to the plain ResNet of the same depth.
+
+Measures, for every model:
+
+* **inference** images/s: ``model(x)`` under ``torch.inference_mode`` in eval mode. A bare backbone
+  returns its four stage outputs; a detector runs its network on the image (backbone, neck, heads; a
+  two-stage detector's RoI head gets ``--proposals`` fixed boxes, no NMS / post-processing, exactly
+  the computation ``get_flops.py`` counts);
+* **training** iterations/s: forward + backward + SGD step in train mode. A backbone's loss is the sum of
+  the means of its outputs; a detector computes its real losses (``mode='loss'``) on a synthetic batch
+  with 5 ground-truth boxes (and masks) per image, the same batch for every model;
+* **peak memory** of one step: CUDA: ``torch.cuda.max_memory_allocated()`` over a measured iteration
+  (weights + activations, + gradients and optimizer state when training). CPU: the increase of the
+  peak resident set size (``ru_maxrss``) of a fresh child process over one step (warm-up step
+  included), relative to its RSS after importing torch/mmdet and before building the model, so it
+  also covers weights (and allocator overhead). The CPU figure is process memory, not tensor bytes:
+  compare CPU numbers only with CPU numbers.
+
+Timing protocol: every model is built and warmed up first (``--warmup`` iterations each); then
+``--repeats`` rounds each time ``--iters`` iterations of every model, the models interleaved and their
+order rotated every round so that drift (thermal, other processes) hits all of them alike. The table
+reports the median over rounds and the ratio to the ResNet of the same depth measured in the same
+run (added automatically when missing). Ratios > 1 mean faster (throughput) or bigger (memory).
+
+Examples::
+
+    python tools/analysis_tools/benchmark.py --backbones all --depth 50 --batch 8 --size 224
+    python tools/analysis_tools/benchmark.py --backbones all --depth 50 --batch 2 --size 800x1333 \
+        --repeats 3 --iters 1 --mode infer
+    python tools/analysis_tools/benchmark.py --configs configs/eca_resnet/faster-rcnn_eca-r50_fpn_1x_coco.py \
+        --device cuda --batch 2 --size 800x1333 --amp
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
+
+ALL_BACKBONES = ('ResNet', 'SEResNet', 'ECAResNet', 'SAResNet', 'CBAMResNet', 'SGEResNet', 'EPSANet')
+
+
+def _get_flops_module():
+    sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+    try:
+        import get_flops
+    finally:
+        sys.path.pop(0)
+    return get_flops
+
+
+def parse_size(text: str) -> Tuple[int, int]:
+    """'224' -> (224, 224); '800x1333' -> (800, 1333) (H x W)."""
+    parts = text.lower().replace('*', 'x').split('x')
+    if len(parts) == 1:
+        return int(parts[0]), int(parts[0])
+    if len(parts) == 2:
+        return int(parts[0]), int(parts[1])
+    raise argparse.ArgumentTypeError(f'size {text!r} must be N or HxW')
+
+
+# ----------------------------------------------------------------------------- models
+class Subject:
+    """One model to benchmark: builds the model, its inputs, and runs one inference / training step."""
+
+    def __init__(self, kind: str, spec: str, args):
+        self.kind, self.spec, self.args = kind, spec, args
+        self.device = torch.device(args.device)
+        self.model = None
+        self.optimizer = None
+        self.name = spec if kind == 'backbone' else osp.splitext(osp.basename(spec))[0]
+        self.backbone_type, self.depth = None, None
+
+    # -- building
+    def build(self):
+        gf = _get_flops_module()
+        torch.manual_seed(0)
+        if self.kind == 'backbone':
+            model, self.backbone_type, self.depth = gf.build_backbone(self.spec)
+        else:
+            cfg = gf.load_config(self.spec)
+            self.backbone_type, self.depth = gf.backbone_type_depth(cfg.model)
+            model = gf.build_detector(cfg)
+            h, w = self.args.size
+            self.wrapper = gf.DetectorWrapper(model, h, w, self.args.proposals)
+        self.model = model.to(self.device)
+        if self.kind == 'detector':
+            self.wrapper = self.wrapper.to(self.device)
+        if self.args.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        gen = torch.Generator().manual_seed(0)
+        b, (h, w) = self.args.batch, self.args.size
+        self.image = torch.randn(b, 3, h, w, generator=gen).to(self.device)
+        if self.args.channels_last:
+            self.image = self.image.contiguous(memory_format=torch.channels_last)
+        self.train_data = None
+        if self.kind == 'detector' and 'train' in self.modes:
+            self.train_data = self._detector_batch(cfg)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=1e-4, momentum=0.9)
+        self.scaler = torch.amp.GradScaler('cuda') if self.args.amp and self.device.type == 'cuda' else None
+        return self
+
+    @property
+    def modes(self) -> Tuple[str, ...]:
+        return ('infer', 'train') if self.args.mode == 'both' else (self.args.mode, )
+
+    def _detector_batch(self, cfg):
+        """A packed, preprocessed training batch: same images (values in 0..255) and 5 boxes per image."""
+        from mmdet.testing import demo_mm_inputs
+        b, (h, w) = self.args.batch, self.args.size
+        with_mask = 'mask' in str(cfg.model.get('roi_head', {}).get('mask_head', {}).get('type', '')).lower()
+        num_classes = _get_flops_module()._num_classes(cfg.model) or 80
+        packed = demo_mm_inputs(batch_size=b, image_shapes=[(3, h, w)] * b, num_items=[5] * b,
+                                num_classes=num_classes, with_mask=with_mask)
+        data = self.model.data_preprocessor(packed, True)
+        inputs = data['inputs'].to(self.device)
+        if self.args.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        return inputs, [s.to(self.device) for s in data['data_samples']]
+
+    # -- steps
+    def _autocast(self):
+        if not self.args.amp:
+            return torch.autocast(self.device.type, enabled=False)
+        dtype = torch.float16 if self.device.type == 'cuda' else torch.bfloat16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def infer_step(self):
+        self.model.eval()
+        runner = self.model if self.kind == 'backbone' else self.wrapper
+        with torch.inference_mode(), self._autocast():
+            return runner(self.image)
+
+    def train_step(self):
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            if self.kind == 'backbone':
+                outs = self.model(self.image)
+                loss = sum(o.float().mean() for o in outs)
+            else:
+                inputs, samples = self.train_data
+                losses = self.model(inputs, samples, mode='loss')
+                loss, _ = self.model.parse_losses(losses)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        return loss.detach()
+
+    def step(self, mode: str):
+        return self.infer_step() if mode == 'infer' else self.train_step()
+
+    def sync(self):
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+
+
+# ----------------------------------------------------------------------------- measuring
+def time_step(subject: Subject, mode: str, iters: int) -> float:
+    """Seconds per iteration over ``iters`` iterations."""
+    subject.sync()
+    start = time.perf_counter()
+    for _ in range(iters):
+        out = subject.step(mode)
+    subject.sync()
+    del out
+    return (time.perf_counter() - start) / iters
+
+
+def cuda_peak_memory(subject: Subject, mode: str) -> float:
+    """Peak bytes allocated by torch over one iteration (weights, activations, grads, optimizer state)."""
+    torch.cuda.synchronize(subject.device)
+    torch.cuda.reset_peak_memory_stats(subject.device)
+    out = subject.step(mode)
+    torch.cuda.synchronize(subject.device)
+    del out
+    return float(torch.cuda.max_memory_allocated(subject.device))
+
+
+def _rss_bytes() -> int:
+    with open('/proc/self/statm') as f:
+        return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+
+def _maxrss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+def _memory_child(payload: dict) -> dict:
+    """Runs in a fresh interpreter (``benchmark.py --memory-child JSON``): RSS growth of build + 1 step."""
+    args = argparse.Namespace(**payload['args'])
+    args.size = tuple(args.size)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    _get_flops_module()
+    import mmattn.models  # noqa: F401  (imports counted in the baseline, not in the model's memory)
+    import mmdet.models  # noqa: F401
+    import mmdet.structures  # noqa: F401
+    base = _rss_bytes()
+    subject = Subject(payload['kind'], payload['spec'], args).build()
+    out = subject.step(payload['mode'])
+    del out
+    return dict(peak_bytes=_maxrss_bytes() - base)
+
+
+def cpu_peak_memory(kind: str, spec: str, args, mode: str) -> Optional[float]:
+    """Peak RSS growth of a fresh process over building the model and one step (see module doc)."""
+    if not osp.exists('/proc/self/statm'):
+        return None
+    payload = dict(kind=kind, spec=spec, mode=mode, args=vars(args))
+    try:
+        proc = subprocess.run([sys.executable, osp.abspath(__file__), '--memory-child', json.dumps(payload)],
+                              capture_output=True, text=True, timeout=3600)
+    except subprocess.TimeoutExpired:
+        print(f'memory of {spec} ({mode}) timed out', file=sys.stderr)
+        return None
+    result = None
+    for line in proc.stdout.splitlines()[::-1]:
+        if line.startswith('{'):
+            result = json.loads(line)
+            break
+    if proc.returncode != 0 or result is None:
+        print(f'memory of {spec} ({mode}) failed:\n{proc.stderr[-2000:]}', file=sys.stderr)
+        return None
+    return float(result['peak_bytes'])
+
+
+def run(args) -> List[dict]:
+    """Benchmark every subject; returns one record per (model, mode)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit('--device cuda but CUDA is not available')
+    if args.device == 'cuda':
+        torch.backends.cudnn.benchmark = True
+    specs = expand_backbones(args.backbones or [], args.depth)
+    subjects = [Subject('backbone', s, args) for s in specs] + [Subject('detector', c, args) for c in args.configs]
+    if not subjects:
+        raise SystemExit('nothing to benchmark: give --backbones and/or --configs')
+    for s in subjects:
+        t0 = time.time()
+        s.build()
+        print(f'built {s.name} ({time.time() - t0:.1f}s)', file=sys.stderr)
+    add_missing_baselines(subjects, args)
+    modes = subjects[0].modes
+    times: Dict[Tuple[str, str], List[float]] = {(s.name, m): [] for s in subjects for m in modes}
+    for mode in modes:
+        for s in subjects:  # warm-up (allocator, cudnn autotuning, lazy init)
+            for _ in range(args.warmup):
+                s.step(mode)
+            s.sync()
+        for r in range(args.repeats):
+            order = subjects[r % len(subjects):] + subjects[:r % len(subjects)]
+            for s in order:
+                times[(s.name, mode)].append(time_step(s, mode, args.iters))
+            print(f'{mode} round {r + 1}/{args.repeats}: ' + ', '.join(
+                f'{s.name} {times[(s.name, mode)][-1] * 1e3:.0f} ms' for s in subjects), file=sys.stderr)
+    records = []
+    for mode in modes:
+        for s in subjects:
+            med = statistics.median(times[(s.name, mode)])
+            rec = dict(name=s.name, kind=s.kind, backbone=s.backbone_type, depth=s.depth, mode=mode,
+                       seconds_per_iter=med, all_seconds=times[(s.name, mode)],
+                       throughput=(args.batch / med) if mode == 'infer' else 1.0 / med,
+                       unit='img/s' if mode == 'infer' else 'it/s', memory=None)
+            records.append(rec)
+    if not args.no_memory:
+        for rec, s in ((r, s) for r in records for s in subjects if s.name == r['name']):
+            if s.device.type == 'cuda':
+                rec['memory'] = cuda_peak_memory(s, rec['mode'])
+            else:
+                rec['memory'] = cpu_peak_memory(s.kind, s.spec, args, rec['mode'])
+    return records
+
+
+def expand_backbones(specs: Sequence[str], depth: int) -> List[str]:
+    out = []
+    for spec in specs:
+        if spec == 'all':
+            out += [f'{b}-{depth}' for b in ALL_BACKBONES]
+        elif '-' not in spec:
+            out.append(f'{spec}-{depth}')
+        else:
+            out.append(spec)
+    return list(dict.fromkeys(out))
+
+
+def add_missing_baselines(subjects: List[Subject], args) -> None:
+    """Make sure a plain ResNet of every depth present is measured in the same run."""
+    for s in list(subjects):
+        if s.kind != 'backbone' or s.backbone_type == 'ResNet':
+            continue
+        if not any(o.kind == 'backbone' and o.backbone_type == 'ResNet' and o.depth == s.depth for o in subjects):
+            base = Subject('backbone', f'ResNet-{s.depth}', args).build()
+            subjects.insert(0, base)
+            print(f'added baseline {base.name}', file=sys.stderr)
+
+
+def baseline_of(records: Sequence[dict], rec: dict) -> Optional[dict]:
+    """The plain-ResNet record of the same kind, depth and mode (for detectors: same config but ResNet,
+    matched by the config name with the backbone part replaced is not reliable, so by depth and
+    detector name pattern)."""
+    for other in records:
+        if other['mode'] != rec['mode'] or other['depth'] != rec['depth'] or other['backbone'] != 'ResNet':
+            continue
+        if rec['kind'] == 'backbone' and other['kind'] == 'backbone':
+            return other
+        if rec['kind'] == 'detector' and other['kind'] == 'detector' and \
+                other['name'].split('_')[0] == rec['name'].split('_')[0]:
+            return other
+    return None
+
+
+def ratio_table(records: Sequence[dict], args) -> str:
+    mem_label = 'peak mem (MB, CUDA allocated)' if args.device == 'cuda' else 'peak mem (MB, RSS growth)'
+    lines = [f'device {args.device}, batch {args.batch}, input {args.size[0]}x{args.size[1]}, '
+             f'{"channels-last, " if args.channels_last else ""}{"AMP, " if args.amp else ""}'
+             f'threads {torch.get_num_threads()}, torch {torch.__version__}; median of {args.repeats} rounds x '
+             f'{args.iters} iters (after {args.warmup} warm-up)', '',
+             f'| model | mode | throughput | ms/iter (min–max) | ratio vs ResNet | {mem_label} | mem ratio |',
+             '|---|---|---|---|---|---|---|']
+    for rec in records:
+        base = baseline_of(records, rec)
+        ratio = f'{rec["throughput"] / base["throughput"]:.3f}' if base else '–'
+        mem = '–' if rec['memory'] is None else f'{rec["memory"] / 2**20:.0f}'
+        mem_ratio = f'{rec["memory"] / base["memory"]:.3f}' if base and rec['memory'] and base['memory'] else '–'
+        spread = f'{min(rec["all_seconds"]) * 1e3:.0f}–{max(rec["all_seconds"]) * 1e3:.0f}'
+        lines.append(f'| {rec["name"]} | {rec["mode"]} | {rec["throughput"]:.2f} {rec["unit"]} | '
+                     f'{rec["seconds_per_iter"] * 1e3:.0f} ({spread}) | {ratio} | {mem} | {mem_ratio} |')
+    return '\n'.join(lines)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Speed/memory of attention backbones as ratios to ResNet',
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split('Examples::')[-1])
+    parser.add_argument('--backbones', nargs='+', metavar='TYPE[-DEPTH]',
+                        help="backbones, e.g. SEResNet ECAResNet-101; 'all' = every mmattn backbone")
+    parser.add_argument('--depth', type=int, default=50, help='depth for backbones given without one (default 50)')
+    parser.add_argument('--configs', nargs='+', default=[], help='detector configs')
+    parser.add_argument('--mode', choices=('infer', 'train', 'both'), default='both')
+    parser.add_argument('--device', choices=('cpu', 'cuda'), default='cpu')
+    parser.add_argument('--batch', type=int, default=8)
+    parser.add_argument('--size', type=parse_size, default=(224, 224), help="'224' or HxW, e.g. '800x1333'")
+    parser.add_argument('--proposals', type=int, default=1000, help='RoIs of two-stage detectors (inference)')
+    parser.add_argument('--channels-last', action='store_true')
+    parser.add_argument('--amp', action='store_true', help='autocast (fp16 on CUDA, bf16 on CPU)')
+    parser.add_argument('--threads', type=int, default=0, help='torch CPU threads (default: torch default)')
+    parser.add_argument('--warmup', type=int, default=2, help='warm-up iterations per model and mode')
+    parser.add_argument('--iters', type=int, default=3, help='iterations per timing')
+    parser.add_argument('--repeats', type=int, default=5, help='interleaved rounds (median reported)')
+    parser.add_argument('--no-memory', action='store_true', help='skip the peak-memory measurement')
+    parser.add_argument('--out', help='also write the markdown table here')
+    parser.add_argument('--json', help='also write the raw records as JSON')
+    args = parser.parse_args(argv)
+    for name in ('batch', 'iters', 'repeats'):
+        if getattr(args, name) < 1:
+            parser.error(f'--{name} must be >= 1')
+    return args
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ['--memory-child']:
+        print(json.dumps(_memory_child(json.loads(argv[1]))))
+        return 0
+    args = parse_args(argv)
+    records = run(args)
+    table = ratio_table(records, args)
+    print(table)
+    if args.out:
+        with open(args.out, 'w', encoding='utf-8') as f:
+            f.write(table + '\n')
+    if args.json:
+        with open(args.json, 'w', encoding='utf-8') as f:
+            json.dump(dict(args={k: v for k, v in vars(args).items()}, records=records), f, indent=1)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

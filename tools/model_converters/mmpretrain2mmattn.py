@@ -1,0 +1,117 @@
+#!/usr/bin/env python
+"""Convert an mmpretrain (mmcls) SE-ResNet / ResNet ImageNet checkpoint into an mmattn backbone checkpoint.
+
+mmpretrain layout (``configs/seresnet``, e.g. ``se-resnet50_batch256_imagenet_20200804-ae206104.pth``):
+``{'meta', 'state_dict'}`` whose keys are prefixed ``backbone.`` (trunk) and ``head.`` (classifier
+``head.fc.*``, dropped). The trunk names are mmdet's (``conv1``, ``bn1``, ``layerS.B.conv1/bn1/...``,
+``layerS.0.downsample.{0,1}``). Its SE layer is ``layerS.B.se_layer`` with two ``ConvModule``\\ s::
+
+    se_layer.conv1.conv.weight (r, C, 1, 1)   se_layer.conv1.conv.bias (r,)    -> se.fc.0.weight (r, C), se.fc.0.bias
+    se_layer.conv2.conv.weight (C, r, 1, 1)   se_layer.conv2.conv.bias (C,)    -> se.fc.2.weight (C, r), se.fc.2.bias
+
+with ReLU between and a sigmoid after: the same function as :class:`mmattn.layers.SEModule` with the
+1x1 convs written as Linear layers. The target is ``SEResNet(depth, reduction=C // r, bias=True)``
+(``AttentionResNet`` with one SE config per stage if the reduction differs between stages); a plain
+mmpretrain ResNet becomes mmdet's ``ResNet``. mmpretrain's ``ResNetV1c/V1d`` (deep ``stem.*``,
+avg-pool downsample) are refused: those layers do not exist in mmattn backbones.
+
+Usage::
+
+    python tools/model_converters/mmpretrain2mmattn.py se-resnet50_batch256_imagenet_20200804-ae206104.pth \
+        checkpoints/se-resnet50_mmpretrain_mmattn.pth
+"""
+import argparse
+import re
+import sys
+from collections import OrderedDict
+
+from convert_utils import (ConversionError, describe_source, extract_state_dict, infer_depth, load_source,
+                           per_stage_values, report, save_checkpoint, split_by_prefix, strip_prefix,
+                           verify_and_export)
+from official2mmattn import se_config
+
+_SE = re.compile(r'^(layer\d+\.\d+\.)se_layer\.conv([12])\.conv\.(weight|bias)$')
+
+
+def rename(sd):
+    """mmpretrain trunk + se_layer keys -> mmattn keys (SE 1x1 conv weights flattened to Linear)."""
+    out = OrderedDict()
+    for k, v in sd.items():
+        m = _SE.match(k)
+        if m:
+            block, idx, kind = m.groups()
+            if kind == 'weight':
+                if v.dim() != 4 or v.shape[2:] != (1, 1):
+                    raise ConversionError(f'{k} has shape {tuple(v.shape)}; a 1x1 conv (out, in, 1, 1) was expected')
+                v = v.reshape(v.shape[0], v.shape[1])
+            out[f'{block}se.fc.{0 if idx == "1" else 2}.{kind}'] = v
+        else:
+            out[k] = v
+    return out
+
+
+def convert(obj, depth=None, use_ema=False, source_name='the source'):
+    """Convert a loaded mmpretrain checkpoint. Returns ``(state_dict, cfg, info, dropped_keys)``."""
+    sd, where = extract_state_dict(obj, use_ema)
+    sd, _ = strip_prefix(sd, 'module.')
+    if not any(k.startswith('backbone.') for k in sd):
+        raise ConversionError(f'{source_name} has no backbone.* keys: not an mmpretrain classifier '
+                              'checkpoint (official repos: use official2mmattn.py; timm: timm2mmattn.py)\n'
+                              '  the source holds ' + describe_source(sd))
+    trunk, dropped = split_by_prefix(sd, ('head.', 'neck.', 'data_preprocessor.'))
+    others = [k for k in trunk if not k.startswith('backbone.')]
+    if others:
+        raise ConversionError(f'{len(others)} keys outside backbone./neck./head.: {others[:10]}')
+    trunk, _ = strip_prefix(trunk, 'backbone.')
+    if any(k.startswith('stem.') for k in trunk):
+        raise ConversionError('the backbone has a deep stem (stem.*): mmpretrain ResNetV1c/V1d, whose stem and '
+                              'avg-pool downsample do not exist in mmattn backbones\n  the source holds '
+                              + describe_source(trunk))
+    if any(re.search(r'\.downsample\.2\.', k) for k in trunk):
+        raise ConversionError('downsample has 3 layers (avg-pool downsample, ResNetV1d): not supported')
+    converted = rename(trunk)
+    depth, _ = infer_depth(converted, depth)
+    if any('.se.fc.0.weight' in k for k in converted):
+        reductions = per_stage_values(converted, r'se\.fc\.0\.weight',
+                                      lambda w: int(w.shape[1]) // int(w.shape[0]), 'SE reduction')
+        bias = any(k.endswith('se.fc.0.bias') for k in converted)
+        cfg = se_config(depth, reductions, bias)
+    else:
+        cfg = dict(type='ResNet', depth=depth)
+    state, info = verify_and_export(
+        cfg, converted, trunk, f'{source_name} ({where}, backbone.*)',
+        hint='expected mmpretrain ResNet/SEResNet keys: conv1, bn1, layerS.B.{conv,bn}{1,2,3}, '
+        'layerS.0.downsample.{0,1}, layerS.B.se_layer.conv{1,2}.conv.{weight,bias}')
+    return state, cfg, info, list(dropped)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('src', help='mmpretrain checkpoint (.pth)')
+    parser.add_argument('dst', help='output mmattn backbone checkpoint (.pth)')
+    parser.add_argument('--depth', type=int, choices=(18, 34, 50, 101, 152),
+                        help='expected depth (default: detected from the block counts)')
+    parser.add_argument('--prefix', default='', help="prefix every key, e.g. 'backbone.'")
+    parser.add_argument('--ema', action='store_true', help='convert the state_dict_ema entry')
+    parser.add_argument('--trust-source', action='store_true',
+                        help='allow torch.load(weights_only=False) for pickles that need it')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        obj = load_source(args.src, args.trust_source)
+        state, cfg, info, dropped = convert(obj, args.depth, args.ema, source_name=args.src)
+        save_checkpoint(state, args.dst, args.prefix, dict(converter='mmpretrain2mmattn', source=args.src,
+                                                            backbone=cfg))
+    except ConversionError as err:
+        print(f'ERROR: cannot convert {args.src}: {err}', file=sys.stderr)
+        return 1
+    print(report(cfg, info, args.dst, dropped, args.prefix))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
