@@ -1,0 +1,59 @@
+"""benchmark.py smoke test: it runs (1 round, tiny input) and its table/ratios are consistent.
+
+Not a timing test: only structure and arithmetic are checked.
+"""
+import json
+import os.path as osp
+
+import pytest
+
+import benchmark
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def test_parse_size():
+    assert benchmark.parse_size('224') == (224, 224)
+    assert benchmark.parse_size('800x1333') == (800, 1333)
+    with pytest.raises(Exception):
+        benchmark.parse_size('1x2x3')
+
+
+def test_backbones_smoke(tmp_path, capsys):
+    out_json = tmp_path / 'b.json'
+    rc = benchmark.main(['--backbones', 'ECAResNet', '--depth', '50', '--batch', '1', '--size', '64', '--repeats',
+                         '2', '--iters', '1', '--warmup', '0', '--threads', '1', '--no-memory', '--json',
+                         str(out_json)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    data = json.loads(out_json.read_text())['records']
+    # the plain ResNet of the same depth is added and measured in the same run, for both modes
+    assert sorted((r['name'], r['mode']) for r in data) == sorted(
+        (n, m) for n in ('ResNet-50', 'ECAResNet-50') for m in ('infer', 'train'))
+    for r in data:
+        assert len(r['all_seconds']) == 2 and all(s > 0 for s in r['all_seconds'])
+        assert r['throughput'] == pytest.approx(1 / r['seconds_per_iter'])  # batch 1
+    eca = next(r for r in data if r['name'] == 'ECAResNet-50' and r['mode'] == 'infer')
+    base = next(r for r in data if r['name'] == 'ResNet-50' and r['mode'] == 'infer')
+    row = next(line for line in text.splitlines() if line.startswith('| ECAResNet-50 | infer'))
+    assert f'| {eca["throughput"] / base["throughput"]:.3f} |' in row
+    assert 'threads 1' in text
+
+
+def test_detector_training_smoke(capsys):
+    """A detector config: real losses on a synthetic batch, forward + backward + SGD step."""
+    cfg = osp.join(ROOT, 'configs/resnet/faster-rcnn_r50_fpn_1x_coco.py')
+    rc = benchmark.main(['--configs', cfg, '--batch', '1', '--size', '96x128', '--repeats', '1', '--iters', '1',
+                         '--warmup', '1', '--threads', '1', '--mode', 'train', '--no-memory'])
+    assert rc == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith('| faster-rcnn_r50'))
+    cells = [c.strip() for c in row.strip('|').split('|')]
+    assert cells[1] == 'train' and cells[2].endswith('it/s')
+    assert cells[4] == '1.000'  # its own baseline (the plain-ResNet detector)
+
+
+def test_cpu_peak_memory_in_a_fresh_process():
+    args = benchmark.parse_args(['--batch', '1', '--size', '64', '--threads', '1'])
+    infer = benchmark.cpu_peak_memory('backbone', 'ResNet-50', args, 'infer')
+    # at least the backbone's 23.5 M float32 weights (89.7 MiB), plus a little activation memory
+    assert 89.7 * 2**20 < infer < 1000 * 2**20

@@ -1,0 +1,157 @@
+"""End-to-end tests of tools/train.py and tools/test.py on tiny toy data."""
+import glob
+import json
+import os.path as osp
+import pickle
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import tools_helpers
+from tools_helpers import TOOLS_DIR, run_tool
+
+from mmattn.utils import register_checkpoint_safe_globals
+
+BBOX_KEYS = ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75',
+             'coco/bbox_mAP_s', 'coco/bbox_mAP_m', 'coco/bbox_mAP_l')
+SEGM_KEYS = tuple(key.replace('bbox', 'segm') for key in BBOX_KEYS)
+
+# Fixtures shared by the tools tests.
+toy_data = tools_helpers.toy_data
+tiny_config = tools_helpers.tiny_config
+
+
+def _load(path):
+    """``torch.load`` with the default ``weights_only=True`` of torch>=2.6."""
+    register_checkpoint_safe_globals()
+    return torch.load(path, map_location='cpu', weights_only=True)
+
+
+@pytest.fixture(scope='module')
+def trained(tiny_config, tmp_path_factory):
+    """One epoch (two iterations) of training, validated at the end."""
+    cwd = tmp_path_factory.mktemp('cwd')
+    work_dir = cwd / 'work'
+    result = run_tool(['train.py', tiny_config, '--work-dir',
+                       str(work_dir)], cwd)
+    return work_dir, result.stdout + result.stderr
+
+
+def test_train_writes_checkpoint(trained):
+    work_dir, log = trained
+    ckpt = work_dir / 'epoch_1.pth'
+    assert ckpt.is_file()
+    assert (work_dir / 'last_checkpoint').read_text().strip() == str(ckpt)
+    assert 'coco/bbox_mAP' in log and 'coco/segm_mAP' in log
+    checkpoint = _load(ckpt)
+    assert checkpoint['meta']['epoch'] == 1
+    assert checkpoint['meta']['iter'] == 2
+    assert any(k.startswith('backbone.layer1.0.')
+               for k in checkpoint['state_dict'])
+
+
+def test_checkpoint_globals_are_allow_listed(trained):
+    """The allow-list covers every global the checkpoint needs, and is what
+    makes it loadable (torch.load keeps weights_only=True)."""
+    ckpt = str(trained[0] / 'epoch_1.pth')
+    # A fresh interpreter, before anything is allow-listed.
+    code = ('import json, sys, torch\n'
+            'ser = torch.serialization\n'
+            'unsafe = ser.get_unsafe_globals_in_checkpoint(sys.argv[1])\n'
+            'try:\n'
+            '    torch.load(sys.argv[1], map_location="cpu")\n'
+            '    error = None\n'
+            'except Exception as e:\n'
+            '    error = str(e)\n'
+            'print(json.dumps(dict(unsafe=unsafe, error=error)))\n')
+    out = subprocess.run([sys.executable, '-c', code, ckpt],
+                         capture_output=True, text=True, check=True).stdout
+    report = json.loads(out.strip().splitlines()[-1])
+    needed = set(report['unsafe'])
+    assert 'mmengine.logging.history_buffer.HistoryBuffer' in needed
+    assert needed <= set(register_checkpoint_safe_globals())
+    assert report['error'] is not None
+    assert 'weights only load failed' in report['error'].lower()
+    assert _load(ckpt)['meta']['epoch'] == 1
+
+
+def test_test_tool_metrics(trained, tiny_config, tmp_path):
+    work_dir, _ = trained
+    out_file = tmp_path / 'predictions.pkl'
+    run_tool([
+        'test.py', tiny_config,
+        str(work_dir / 'epoch_1.pth'), '--work-dir',
+        str(tmp_path / 'test'), '--out',
+        str(out_file)
+    ], tmp_path)
+    metric_files = glob.glob(str(tmp_path / 'test' / '*' / '*.json'))
+    assert len(metric_files) == 1
+    with open(metric_files[0]) as f:
+        metrics = json.loads(f.readline())
+    for key in BBOX_KEYS + SEGM_KEYS:
+        assert key in metrics, key
+        assert -1 <= metrics[key] <= 1
+    with open(out_file, 'rb') as f:
+        predictions = pickle.load(f)
+    assert len(predictions) == 2  # two val images
+    assert {'pred_instances', 'img_id'} <= set(predictions[0])
+
+
+def test_resume_kill_and_resume_again(trained, tiny_config, tmp_path):
+    """``--resume`` continues at the saved iteration under torch>=2.6; a
+    killed training keeps its last checkpoint, which resumes again."""
+    work_dir = tmp_path / 'work'
+    shutil.copytree(trained[0], work_dir)
+    # last_checkpoint holds an absolute path; point it at the copy.
+    last = work_dir / 'last_checkpoint'
+    last.write_text(str(work_dir / 'epoch_1.pth'))
+    no_val = ['val_cfg=None', 'val_dataloader=None', 'val_evaluator=None']
+
+    # 1. Auto-resume from epoch 1 and train until killed.
+    log_file = tmp_path / 'resume.log'
+    cmd = [
+        sys.executable,
+        osp.join(TOOLS_DIR, 'train.py'), tiny_config, '--work-dir',
+        str(work_dir), '--resume', '--cfg-options', 'train_cfg.max_epochs=100'
+    ] + no_val
+    with open(log_file, 'w') as log:
+        proc = subprocess.Popen(
+            cmd, cwd=str(tmp_path), stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 240
+        try:
+            while 'epoch_3' not in last.read_text():
+                assert proc.poll() is None, log_file.read_text()[-3000:]
+                assert time.time() < deadline, 'no checkpoint in time'
+                time.sleep(0.1)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+    log = log_file.read_text()
+    assert 'resumed epoch: 1, iter: 2' in log
+    assert re.search(r'Epoch\(train\) +\[2\]\[2/2\]', log)
+    # Epoch 1 is not trained again.
+    assert not re.search(r'Epoch\(train\) +\[1\]', log)
+
+    # 2. The last checkpoint of the killed run is complete.
+    ckpt = last.read_text().strip()
+    checkpoint = _load(ckpt)
+    epoch = checkpoint['meta']['epoch']
+    assert epoch >= 3
+    assert checkpoint['meta']['iter'] == 2 * epoch
+
+    # 3. Resume from that checkpoint, given explicitly, into a new work dir.
+    new_dir = tmp_path / 'resumed'
+    result = run_tool([
+        'train.py', tiny_config, '--work-dir',
+        str(new_dir), '--resume', ckpt, '--cfg-options',
+        f'train_cfg.max_epochs={epoch + 1}'
+    ] + no_val, tmp_path)
+    assert f'resumed epoch: {epoch}, iter: {2 * epoch}' in \
+        result.stdout + result.stderr
+    final = _load(new_dir / f'epoch_{epoch + 1}.pth')
+    assert final['meta']['iter'] == 2 * (epoch + 1)
