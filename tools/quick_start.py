@@ -21,10 +21,16 @@ import importlib.util
 import json
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 import time
+import warnings
 from typing import List, Optional
+
+# mmengine 0.10.x imports pkg_resources, which setuptools >= 81 deprecates.
+warnings.filterwarnings(
+    'ignore', message='pkg_resources is deprecated', category=UserWarning)
 
 try:
     import mmattn  # noqa: F401
@@ -63,7 +69,7 @@ def parse_args():
         help='where the toy dataset is (or will be) generated')
     parser.add_argument(
         '--work-dir',
-        default='work_dirs/quick_start',
+        default='work_dirs/quickstart',
         help='root of the work dirs, one sub-directory per config')
     parser.add_argument(
         '--force',
@@ -139,23 +145,36 @@ class _Job:
         return code
 
 
-def _is_progress(line: str) -> bool:
-    return any(key in line for key in ('Epoch(train)', 'Iter(train)',
-                                       'Error', 'error:', 'coco/bbox_mAP:'))
+_PROGRESS = re.compile(r'(Epoch|Iter)\((train|test)\)\s*(\[[^a-z]*\])')
+_VALUES = re.compile(r'\b(eta|loss|coco/bbox_mAP|coco/segm_mAP): (\S+)')
+
+
+def _summarize_line(line: str) -> Optional[str]:
+    """A short progress line for a training or test log line, or None."""
+    match = _PROGRESS.search(line)
+    if match is None:
+        if 'Error' in line or 'error:' in line:
+            return line.rstrip()
+        return None
+    values = '  '.join(f'{k}: {v}' for k, v in _VALUES.findall(line))
+    return f'{match.group(0)}  {values}'
 
 
 def run_jobs(jobs: List[_Job], num_parallel: int, verbose: bool) -> None:
     """Run ``jobs``, ``num_parallel`` at a time, and show their progress.
 
     Each job gets ``cpu_count // num_parallel`` intra-op threads: on a small
-    CPU machine, single-threaded processes side by side are much faster than
-    one multi-threaded process at a time, whose threads wait for each other
-    when the cores are shared.
+    CPU machine, single-threaded processes side by side are faster than one
+    multi-threaded process at a time. OpenMP threads also sleep instead of
+    spinning while they wait (``OMP_WAIT_POLICY=PASSIVE``): when the cores
+    are shared with other work, spinning threads that wait for a descheduled
+    peer make a step tens of times slower.
     """
     threads = str(max(1, (os.cpu_count() or 1) // num_parallel))
     env = dict(os.environ, PYTHONUNBUFFERED='1')
     for var in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
         env.setdefault(var, threads)
+    env.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
     pending, running = list(jobs), []
     while pending or running:
         while pending and len(running) < num_parallel:
@@ -166,8 +185,9 @@ def run_jobs(jobs: List[_Job], num_parallel: int, verbose: bool) -> None:
         for job in list(running):
             code = job.poll()
             for line in job.new_lines():
-                if verbose or _is_progress(line):
-                    print(f'  [{job.tag}] {line.rstrip()[-140:]}', flush=True)
+                short = line.rstrip() if verbose else _summarize_line(line)
+                if short:
+                    print(f'  [{job.tag}] {short}', flush=True)
             if code is None:
                 continue
             running.remove(job)

@@ -29,6 +29,7 @@ import warnings
 warnings.filterwarnings(
     'ignore', message='pkg_resources is deprecated', category=UserWarning)
 
+import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
@@ -152,7 +153,6 @@ def main():
             check_checkpoint_path(args.resume, '--resume')
         check_config(cfg, mode='train')
         if args.amp:
-            import torch
             if not torch.cuda.is_available():
                 raise ConfigCheckError(
                     '--amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper '

@@ -6,6 +6,7 @@ import shutil
 import sys
 
 import pytest
+import torch
 import tools_helpers
 from tools_helpers import TOOLS_DIR, run_tool
 
@@ -137,3 +138,19 @@ def test_error_exit_status_from_command_line(tiny_config, tmp_path):
                       check=False)
     assert result.returncode == 1
     assert missing in result.stderr and 'Traceback' not in result.stderr
+
+
+def test_classes_not_in_annotation_file(tools_train, tiny_config,
+                                        monkeypatch, tmp_path):
+    msg = _error(tools_train, [
+        tiny_config, '--cfg-options',
+        'train_dataloader.dataset.metainfo.classes=[cat,dog]'
+    ], monkeypatch, tmp_path)
+    assert "('cat', 'dog')" in msg and 'circle' in msg
+    assert 'train_dataloader.dataset.metainfo' in msg
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='AMP works on GPU')
+def test_amp_without_gpu(tools_train, tiny_config, monkeypatch, tmp_path):
+    msg = _error(tools_train, [tiny_config, '--amp'], monkeypatch, tmp_path)
+    assert '--amp needs a CUDA GPU' in msg

@@ -121,7 +121,11 @@ def test_resume_kill_and_resume_again(trained, tiny_config, tmp_path):
     ] + no_val
     with open(log_file, 'w') as log:
         proc = subprocess.Popen(
-            cmd, cwd=str(tmp_path), stdout=log, stderr=subprocess.STDOUT)
+            cmd,
+            cwd=str(tmp_path),
+            env=tools_helpers.tool_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT)
         deadline = time.time() + 240
         try:
             while 'epoch_3' not in last.read_text():

@@ -84,9 +84,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def tool_env() -> dict:
+    """Environment for tool subprocesses.
+
+    One intra-op thread: the tiny models gain nothing from more, and
+    multi-threaded processes slow down badly when other work shares the
+    cores.
+    """
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    env.setdefault('OMP_NUM_THREADS', '1')
+    env.setdefault('MKL_NUM_THREADS', '1')
+    return env
+
+
 def run_tool(args, cwd, timeout=300, env=None, check=True):
     """Run ``python tools/<args[0]> args[1:]`` and return the result."""
-    full_env = dict(os.environ, PYTHONUNBUFFERED='1', **(env or {}))
+    full_env = dict(tool_env(), **(env or {}))
     cmd = [sys.executable, osp.join(TOOLS_DIR, args[0])] + list(args[1:])
     result = subprocess.run(
         cmd,

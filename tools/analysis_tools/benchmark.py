@@ -12,7 +12,7 @@ Measures, for every model:
   with 5 ground-truth boxes (and masks) per image, the same batch for every model;
 * **peak memory** of one step: CUDA: ``torch.cuda.max_memory_allocated()`` over a measured iteration
   (weights + activations, + gradients and optimizer state when training). CPU: the increase of the
-  peak resident set size (``ru_maxrss``) of a fresh child process over one step (warm-up step
+  peak resident set size (``VmHWM``) of a fresh child process over one step (warm-up step
   included), relative to its RSS after importing torch/mmdet and before building the model, so it
   also covers weights (and allocator overhead). The CPU figure is process memory, not tensor bytes:
   compare CPU numbers only with CPU numbers.
@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import os.path as osp
-import resource
 import statistics
 import subprocess
 import sys
@@ -196,8 +195,14 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
 
 
-def _maxrss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+def _peak_rss_bytes() -> int:
+    """Peak RSS of this process image (VmHWM). Not ``ru_maxrss``: that survives ``exec`` and would
+    report the forking parent's RSS."""
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) * 1024  # kB
+    raise RuntimeError('no VmHWM in /proc/self/status')
 
 
 def _memory_child(payload: dict) -> dict:
@@ -214,7 +219,7 @@ def _memory_child(payload: dict) -> dict:
     subject = Subject(payload['kind'], payload['spec'], args).build()
     out = subject.step(payload['mode'])
     del out
-    return dict(peak_bytes=_maxrss_bytes() - base)
+    return dict(peak_bytes=_peak_rss_bytes() - base)
 
 
 def cpu_peak_memory(kind: str, spec: str, args, mode: str) -> Optional[float]:

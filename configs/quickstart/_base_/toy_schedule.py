@@ -3,7 +3,7 @@
 # SGD of the COCO schedules when no pretrained backbone is used.
 _base_ = 'mmdet::_base_/schedules/schedule_1x.py'
 
-max_epochs = 5
+max_epochs = 6
 train_cfg = dict(
     type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
 param_scheduler = [
@@ -14,7 +14,7 @@ param_scheduler = [
         begin=0,
         end=max_epochs,
         by_epoch=True,
-        milestones=[4],
+        milestones=[5],
         gamma=0.1)
 ]
 optim_wrapper = dict(
