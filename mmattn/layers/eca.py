@@ -18,7 +18,7 @@ from typing import Union
 import torch
 from torch import nn
 
-from .helpers import check_positive_int, eca_kernel_size
+from .helpers import check_positive_int, eca_kernel_size, may_overwrite
 
 
 class ECAModule(nn.Module):
@@ -58,6 +58,10 @@ class ECAModule(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(x)
 
-    def forward_residual(self, x: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
-        """``identity + self(x)`` in one pass over the feature map (used by the attention blocks)."""
-        return torch.addcmul(identity, x, self.gate(x))
+    def forward_residual(self, x: torch.Tensor, identity: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """``identity + self(x)`` in one pass over the feature map (used by the attention blocks).
+
+        ``inplace=True`` lets the result take x's memory when autograd does not need x.
+        """
+        gate = self.gate(x)
+        return torch.addcmul(identity, x, gate, out=x if may_overwrite(inplace, x, identity) else None)

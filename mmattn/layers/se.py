@@ -16,7 +16,7 @@ moskomule/senet.pytorch layout (28,071,976). Parameter names follow moskomule's 
 import torch
 from torch import nn
 
-from .helpers import check_positive_int, reduced_channels
+from .helpers import check_positive_int, may_overwrite, reduced_channels
 
 
 class SEModule(nn.Module):
@@ -52,6 +52,10 @@ class SEModule(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(x)
 
-    def forward_residual(self, x: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
-        """``identity + self(x)`` in one pass over the feature map (used by the attention blocks)."""
-        return torch.addcmul(identity, x, self.gate(x))
+    def forward_residual(self, x: torch.Tensor, identity: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """``identity + self(x)`` in one pass over the feature map (used by the attention blocks).
+
+        ``inplace=True`` lets the result take x's memory when autograd does not need x.
+        """
+        gate = self.gate(x)
+        return torch.addcmul(identity, x, gate, out=x if may_overwrite(inplace, x, identity) else None)

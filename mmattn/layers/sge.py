@@ -17,7 +17,7 @@ give NaN in the official code, so it is refused here.
 import torch
 from torch import nn
 
-from .helpers import check_divisible, check_positive_int
+from .helpers import check_divisible, check_positive_int, may_overwrite, var_mean
 
 
 class SpatialGroupEnhance(nn.Module):
@@ -58,7 +58,8 @@ class SpatialGroupEnhance(nn.Module):
         xg = x.view(b, self.groups, c // self.groups, h * w)
         # sum_c x_c * mean(x_c) for every group: one batched matrix-vector product, no temporary
         score = torch.matmul(xg.mean(3).unsqueeze(2), xg).view(b, self.groups, h * w)
-        std, mean = torch.std_mean(score, dim=2, keepdim=True)
+        var, mean = var_mean(score, dims=(2,), correction=1)
+        std = var.sqrt()
         # sigmoid(weight * (score - mean) / (std + eps) + bias), folded into one affine per group
         scale = self.weight.view(1, self.groups, 1) / (std + self.eps)
         return torch.sigmoid(torch.addcmul(self.bias.view(1, self.groups, 1) - scale * mean, score, scale)) \
@@ -69,8 +70,13 @@ class SpatialGroupEnhance(nn.Module):
         gate = self.gate(x)
         return (x.view(b, self.groups, c // self.groups, h, w) * gate).view(b, c, h, w)
 
-    def forward_residual(self, x: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
-        """``identity + self(x)`` in one pass over the feature map (used by the attention blocks)."""
+    def forward_residual(self, x: torch.Tensor, identity: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """``identity + self(x)`` in one pass over the feature map (used by the attention blocks).
+
+        ``inplace=True`` lets the result take x's memory when autograd does not need x.
+        """
         b, c, h, w = x.shape
         shape = (b, self.groups, c // self.groups, h, w)
-        return torch.addcmul(identity.reshape(shape), x.view(shape), self.gate(x)).view(b, c, h, w)
+        gate, xg = self.gate(x), x.view(shape)
+        out = xg if may_overwrite(inplace, x, identity) else None
+        return torch.addcmul(identity.reshape(shape), xg, gate, out=out).view(b, c, h, w)

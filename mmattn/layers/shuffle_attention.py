@@ -19,7 +19,7 @@ Parameters per module: 6 C'' = 3C/G (12/24/48/96 for C = 256/512/1024/2048 with 
 import torch
 from torch import nn
 
-from .helpers import check_divisible, check_positive_int
+from .helpers import check_divisible, check_positive_int, may_overwrite, sigmoid_affine_gate, var_mean
 
 
 class ShuffleAttention(nn.Module):
@@ -56,31 +56,42 @@ class ShuffleAttention(nn.Module):
         nn.init.ones_(self.sbias)
         self.gn.reset_parameters()
 
-    def _gated(self, x: torch.Tensor) -> torch.Tensor:
-        """Both branches before the shuffle, as ONE element-wise gate ``x * sigmoid(A x + B)``.
+    def _affine(self, x6: torch.Tensor):
+        """Both branches as ONE element-wise gate ``x * sigmoid(A x + B)``: returns A and B.
 
+        ``x6`` is x viewed as (B, G, 2, C'', H, W) ([:, :, 0] channel branch, [:, :, 1] spatial branch).
         Per sample and channel: the channel branch is A = 0, B = cweight * mean + cbias; the spatial
         branch (GN affine then SA affine) is A = sweight * gn.weight / std and
         B = sweight * (gn.bias - gn.weight * mean / std) + sbias, with the GN's biased std.
+        A and B have shape (B, G, 2, C'', 1, 1).
         """
-        b, c, h, w = x.shape
-        half = c // (2 * self.groups)
-        x6 = x.view(b, self.groups, 2, half, h, w)  # [:, :, 0] channel branch, [:, :, 1] spatial branch
-        var, mean = torch.var_mean(x6[:, :, 1], dim=(3, 4), unbiased=False)
-        chan_mean = x6[:, :, 0].mean((3, 4))
-        cw, cb, sw, sb = (p.view(half) for p in (self.cweight, self.cbias, self.sweight, self.sbias))
-        scale = sw * self.gn.weight * torch.rsqrt(var + self.gn.eps)
+        half = x6.shape[3]
+        var, mean = var_mean(x6[:, :, 1], dims=(3, 4))
+        chan_mean = x6[:, :, 0].mean((3, 4), keepdim=True)
+        cw, cb, sw, sb, gw, gb = (p.view(half, 1, 1) for p in (self.cweight, self.cbias, self.sweight,
+                                                                self.sbias, self.gn.weight, self.gn.bias))
+        scale = sw * gw * torch.rsqrt(var + self.gn.eps)
         a = torch.stack((torch.zeros_like(scale), scale), dim=2)
-        bias = torch.stack((cw * chan_mean + cb, sw * self.gn.bias + sb - scale * mean), dim=2)
-        gate = torch.sigmoid(torch.addcmul(bias[..., None, None], a[..., None, None], x6))
-        return (x6 * gate).view(b, 2, c // 2, h, w)
+        bias = torch.stack((cw * chan_mean + cb, sw * gb + sb - scale * mean), dim=2)
+        return a, bias
+
+    def _gated(self, x: torch.Tensor) -> torch.Tensor:
+        """Both gated branches before the shuffle, as (B, 2, C/2, H, W)."""
+        b, c, h, w = x.shape
+        x6 = x.view(b, self.groups, 2, c // (2 * self.groups), h, w)
+        return sigmoid_affine_gate(x6, *self._affine(x6)).view(b, 2, c // 2, h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         # channel shuffle (2 groups): output channel 2q + s is pre-shuffle channel s * C/2 + q
         return self._gated(x).transpose(1, 2).reshape(b, c, h, w)
 
-    def forward_residual(self, x: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
-        """``identity + self(x)``: the shuffle is read through a strided view inside the add."""
+    def forward_residual(self, x: torch.Tensor, identity: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """``identity + self(x)``: the shuffle is read through a strided view inside the add.
+
+        ``inplace=True`` lets the result take x's memory when autograd does not need x.
+        """
         b, c, h, w = x.shape
-        return torch.add(identity.reshape(b, c // 2, 2, h, w), self._gated(x).transpose(1, 2)).view(b, c, h, w)
+        out = x.view(b, c // 2, 2, h, w) if may_overwrite(inplace, x, identity) else None
+        gated = self._gated(x).transpose(1, 2)  # x is fully read here, before out is written
+        return torch.add(identity.reshape(b, c // 2, 2, h, w), gated, out=out).view(b, c, h, w)

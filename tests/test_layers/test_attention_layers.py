@@ -93,6 +93,28 @@ def test_forward_residual_equals_forward_plus_identity(name, build, channels_las
     _close(ids[0].grad, ids[1].grad)
 
 
+@pytest.mark.parametrize('name,build', [l for l in LAYERS if l[0] != 'psa'], ids=[n for n, _ in LAYERS if n != 'psa'])
+def test_forward_residual_inplace_only_when_autograd_allows(name, build):
+    """``inplace=True`` writes the result over x under no-grad (no new feature map), and leaves x alone
+    (same values, same gradients) when autograd needs it."""
+    layer = perturb(build()).eval()
+    x, idt = torch.randn(2, 64, 9, 7), torch.randn(2, 64, 9, 7)
+    expected = layer(x.clone()) + idt
+    with torch.no_grad():
+        x1 = x.clone()
+        out = layer.forward_residual(x1, idt, inplace=True)
+    _close(out, expected)
+    assert out.data_ptr() == x1.data_ptr()
+    x2 = x.clone().requires_grad_()
+    out = layer.forward_residual(x2, idt, inplace=True)
+    assert out.data_ptr() != x2.data_ptr() and torch.equal(x2.detach(), x)
+    _close(out, expected)
+    out.sum().backward()
+    x3 = x.clone().requires_grad_()
+    (layer(x3) + idt).sum().backward()
+    _close(x2.grad, x3.grad)
+
+
 def test_psa_stride_and_channels():
     y = PSAModule(64, 128, stride=2)(torch.randn(1, 64, 9, 8))
     assert y.shape == (1, 128, 5, 4)
