@@ -21,7 +21,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .helpers import check_positive_int, reduced_channels
+from .helpers import check_positive_int, may_overwrite, reduced_channels
 
 _CHANNEL_POOLS = ('avg', 'max', 'lp', 'lse')
 _SPATIAL_POOLS = ('max', 'mean')
@@ -45,17 +45,22 @@ class ChannelGate(nn.Module):
     def _pool(x: torch.Tensor, kind: str) -> torch.Tensor:
         if kind == 'avg':
             return x.mean((2, 3))
-        if kind == 'max':
-            return x.amax((2, 3))
+        if kind == 'max':  # max with indices, like the official max_pool2d: backward keeps indices, not x
+            return x.flatten(2).max(2).values
         if kind == 'lp':  # L2 pool over the whole map
             return x.pow(2).sum((2, 3)).sqrt()
         return torch.logsumexp(x.flatten(2), dim=2)  # 'lse'
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """The (B, C, 1, 1) channel gate."""
         # one MLP call over the stacked pools (same weights, same result as one call per pool)
         pooled = torch.cat([self._pool(x, kind) for kind in self.pool_types])
         logits = self.mlp(pooled).view(len(self.pool_types), *x.shape[:2]).sum(0)
-        return x * torch.sigmoid(logits)[:, :, None, None]
+        return torch.sigmoid(logits)[:, :, None, None]
+
+    def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        gate = self.gate(x)
+        return x.mul_(gate) if may_overwrite(inplace, x) else x * gate
 
 
 class SpatialConv(nn.Module):
@@ -83,7 +88,7 @@ class SpatialGate(nn.Module):
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """The (B, 1, H, W) spatial gate."""
-        pools = {'max': lambda: x.amax(1, keepdim=True), 'mean': lambda: x.mean(1, keepdim=True)}
+        pools = {'max': lambda: x.max(1, keepdim=True).values, 'mean': lambda: x.mean(1, keepdim=True)}
         pooled = torch.cat([pools[p]() for p in self.pool_order], dim=1)
         return torch.sigmoid(self.spatial(pooled))
 
@@ -141,9 +146,13 @@ class CBAM(nn.Module):
         x = self.ChannelGate(x)
         return x if self.SpatialGate is None else self.SpatialGate(x)
 
-    def forward_residual(self, x: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
-        """``identity + self(x)``, the spatial gate and the residual add in one pass."""
-        x = self.ChannelGate(x)
+    def forward_residual(self, x: torch.Tensor, identity: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """``identity + self(x)``, the spatial gate and the residual add in one pass.
+
+        ``inplace=True`` lets the result take x's memory when autograd does not need x.
+        """
+        inplace = may_overwrite(inplace, x, identity)
+        x = self.ChannelGate(x, inplace=inplace)
         if self.SpatialGate is None:
-            return x + identity
-        return torch.addcmul(identity, x, self.SpatialGate.gate(x))
+            return x.add_(identity) if inplace else x + identity
+        return torch.addcmul(identity, x, self.SpatialGate.gate(x), out=x if inplace else None)

@@ -163,12 +163,21 @@ def test_out_indices_frozen_stages_norm_eval(name, build, layer_cls, attr):
     assert all(m.training for m in model.modules() if isinstance(m, _BatchNorm))
 
 
+@pytest.mark.parametrize('norm_eval', [False, True], ids=['bn_train', 'bn_eval'])
 @pytest.mark.parametrize('name,build,layer_cls,attr', TINY, ids=[t[0] for t in TINY])
-def test_with_cp_same_output_and_gradients(name, build, layer_cls, attr):
+def test_with_cp_same_output_and_gradients(name, build, layer_cls, attr, norm_eval):
+    """with_cp keeps nothing; without it the gate input is rebuilt from the BN input in the backward
+    (batch statistics in train mode, running ones under norm_eval): both give the same gradients."""
     torch.manual_seed(0)
-    ref = build(norm_eval=False)
-    cp = build(norm_eval=False, with_cp=True)
+    ref = build(norm_eval=norm_eval)
+    cp = build(norm_eval=norm_eval, with_cp=True)
+    for m in ref.modules():  # non-trivial running statistics for the norm_eval case
+        if isinstance(m, _BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
     cp.load_state_dict(ref.state_dict())
+    ref.train()
+    cp.train()
     assert all(b.with_cp for layer in (cp.layer1, cp.layer4) for b in layer)
     x = torch.randn(2, 3, 64, 64)
     outs_ref, outs_cp = ref(x.clone().requires_grad_()), cp(x.clone().requires_grad_())

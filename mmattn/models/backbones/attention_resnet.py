@@ -12,6 +12,7 @@ Module names equal the official (torchvision-layout) checkpoints: ``conv1``, ``b
 official ImageNet checkpoint loads with ``init_cfg=dict(type='Pretrained', checkpoint=PATH)`` (mmengine
 strips the ``module.`` prefix; the classifier ``fc.*`` is the only unused key).
 """
+import contextlib
 import os.path as osp
 from typing import Optional, Sequence, Union
 
@@ -22,21 +23,32 @@ from mmdet.models.layers import ResLayer
 from mmdet.registry import MODELS
 
 from ...layers import get_attention_layer
+from ...layers.recompute import recompute_bn_output
 
 AttentionCfg = Union[None, dict, Sequence[Optional[dict]]]
 
 
-def _last_plugin_plus_identity(block, out, identity, names):
-    """Run the plugins ``names`` on ``out`` and add ``identity``; when the last plugin is a gate with
-    ``forward_residual`` (every mmattn gate), the gate and the add are one pass over the feature map."""
+def _last_plugin_plus_identity(block, out, identity, names, norm, norm_input):
+    """Run the plugins ``names`` on ``out = norm(norm_input)`` and add ``identity``.
+
+    When the last plugin is a gate with ``forward_residual`` (every mmattn gate), the gate and the add
+    are one pass over the feature map, written over ``out`` (a tensor this block created) when autograd
+    does not need it; when it does, ``out`` is rebuilt from ``norm_input`` in the backward instead of
+    being kept (:func:`~mmattn.layers.recompute.recompute_bn_output`; not under ``with_cp``, which keeps
+    nothing anyway).
+    """
     last = getattr(block, names[-1]) if names else None
-    if last is not None and hasattr(last, 'forward_residual'):
-        for name in names[:-1]:
+    if last is None or not hasattr(last, 'forward_residual'):
+        for name in names:
             out = getattr(block, name)(out)
-        return last.forward_residual(out, identity)
-    for name in names:
+        return out + identity
+    for name in names[:-1]:
         out = getattr(block, name)(out)
-    return out + identity
+    # rebuilding is exact up to float rounding: only for an mmattn gate reading the norm output itself
+    # (its backward multiplies and sums; nothing compares values)
+    own_gate = len(names) == 1 and not block.with_cp and type(last).__module__.startswith('mmattn.')
+    with recompute_bn_output(norm, norm_input, out) if own_gate else contextlib.nullcontext():
+        return last.forward_residual(out, identity, inplace=True)
 
 
 class AttnBasicBlock(BasicBlock):
@@ -75,8 +87,9 @@ class AttnBasicBlock(BasicBlock):
         def _inner_forward(x):
             out = self._plugins(self.relu(self.norm1(self.conv1(x))), 'after_conv1')
             identity = x if self.downsample is None else self.downsample(x)
-            return _last_plugin_plus_identity(self, self.norm2(self.conv2(out)), identity,
-                                              self.plugin_names['after_conv2'])
+            out = self.conv2(out)
+            return _last_plugin_plus_identity(self, self.norm2(out), identity, self.plugin_names['after_conv2'],
+                                              self.norm2, out)
 
         if self.with_cp and x.requires_grad:
             out = cp.checkpoint(_inner_forward, x, use_reentrant=False)
@@ -104,10 +117,10 @@ class AttnBottleneck(Bottleneck):
             out = self.relu(self.norm2(self.conv2(out)))
             if self.with_plugins:
                 out = self.forward_plugin(out, self.after_conv2_plugin_names)
-            out = self.norm3(self.conv3(out))
+            out = self.conv3(out)
             identity = x if self.downsample is None else self.downsample(x)
             names = self.after_conv3_plugin_names if self.with_plugins else []
-            return _last_plugin_plus_identity(self, out, identity, names)
+            return _last_plugin_plus_identity(self, self.norm3(out), identity, names, self.norm3, out)
 
         if self.with_cp and x.requires_grad:
             out = cp.checkpoint(_inner_forward, x, use_reentrant=False)
