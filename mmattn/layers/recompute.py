@@ -13,7 +13,7 @@ live in ``x``'s memory are stored as a recipe and rebuilt from ``u`` (one fused 
 mode plus the batch statistics, once) when the backward needs them. Values equal the stored ones up to
 float rounding, so this is only for consumers whose backward multiplies and sums (every mmattn gate),
 never for one that compares values (``amax``'s backward finds the maxima by equality: CBAM's max pools
-therefore use ``max`` with indices, as the official ``max_pool2d`` does).
+therefore pools its input with ``max`` with indices, as the official ``max_pool2d`` does).
 
 Used only where it is exact: a plain ``nn.BatchNorm2d`` (in train mode: not synchronised, since the
 batch statistics of one rank could not be recomputed), autograd active, not under ``torch.compile``
