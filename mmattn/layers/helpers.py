@@ -3,8 +3,7 @@
 Every check raises ``ValueError`` naming the argument, the value it got and what would be valid, so a
 wrong config fails at build time with a message that says how to fix it.
 
-The kernels (``var_mean``, ``sigmoid_affine_gate``, ``may_overwrite``) are plain torch, each with the
-formula it computes; the tests compare them with the straightforward expressions, forward and backward.
+The kernels (``var_mean``, ``may_overwrite``) are plain torch, each with the formula it computes; the tests compare them with the straightforward expressions, forward and backward.
 """
 import math
 from typing import Sequence
@@ -107,36 +106,3 @@ def may_overwrite(inplace: bool, *tensors: torch.Tensor) -> bool:
     """True when a layer asked to work ``inplace`` may write over its input: autograd needs none of
     ``tensors`` (inference, ``torch.no_grad``, frozen stages)."""
     return inplace and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
-
-
-class _SigmoidAffineGate(torch.autograd.Function):
-    """``x * sigmoid(a * x + b)`` that keeps only ``x``, ``a`` and ``b`` for the backward.
-
-    Autograd of the plain expression also keeps the full-size ``sigmoid(...)``: one extra feature map
-    per block. Here the backward recomputes it (two cheap passes) instead:
-    with ``s = sigmoid(z)`` and ``dz = g * x * s * (1 - s)``:
-    ``dx = g * s + dz * a``, ``da = sum(dz * x)``, ``db = sum(dz)`` (sums over broadcast dimensions).
-    """
-
-    @staticmethod
-    def forward(ctx, x, a, b):
-        ctx.save_for_backward(x, a, b)
-        return torch.addcmul(b, a, x).sigmoid_().mul_(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, a, b = ctx.saved_tensors
-        s = torch.addcmul(b, a, x).sigmoid_()
-        dz = torch.ops.aten.sigmoid_backward(grad * x, s)
-        grad_x = torch.addcmul(s.mul_(grad), dz, a) if ctx.needs_input_grad[0] else None
-        grad_a = (dz * x).sum_to_size(a.shape) if ctx.needs_input_grad[1] else None
-        grad_b = dz.sum_to_size(b.shape) if ctx.needs_input_grad[2] else None
-        return grad_x, grad_a, grad_b
-
-
-def sigmoid_affine_gate(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``x * sigmoid(a * x + b)`` (``a``, ``b`` broadcast against ``x``), one feature map less in memory
-    when training; under no-grad a single temporary written in place."""
-    if not torch.is_grad_enabled() or not any(t.requires_grad for t in (x, a, b)):
-        return torch.addcmul(b, a, x).sigmoid_().mul_(x)
-    return _SigmoidAffineGate.apply(x, a, b)

@@ -16,6 +16,7 @@ import contextlib
 import os.path as osp
 from typing import Optional, Sequence, Union
 
+import torch
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_plugin_layer
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
@@ -49,6 +50,13 @@ def _last_plugin_plus_identity(block, out, identity, names, norm, norm_input):
     own_gate = len(names) == 1 and not block.with_cp and type(last).__module__.startswith('mmattn.')
     with recompute_bn_output(norm, norm_input, out) if own_gate else contextlib.nullcontext():
         return last.forward_residual(out, identity, inplace=True)
+
+
+def _final_relu(block, out):
+    """The block's in-place ReLU, except on a view (a gate whose add ran on a reshaped view, e.g. SA's
+    channel shuffle, SGE's groups): autograd would turn an in-place op on a view into a copy of the
+    whole base tensor (CopySlices) in the backward; an out-of-place ReLU costs one new map instead."""
+    return torch.relu(out) if out._base is not None and out.requires_grad else block.relu(out)
 
 
 class AttnBasicBlock(BasicBlock):
@@ -95,7 +103,7 @@ class AttnBasicBlock(BasicBlock):
             out = cp.checkpoint(_inner_forward, x, use_reentrant=False)
         else:
             out = _inner_forward(x)
-        return self.relu(out)
+        return _final_relu(self, out)
 
 
 class AttnBottleneck(Bottleneck):
@@ -126,7 +134,7 @@ class AttnBottleneck(Bottleneck):
             out = cp.checkpoint(_inner_forward, x, use_reentrant=False)
         else:
             out = _inner_forward(x)
-        return self.relu(out)
+        return _final_relu(self, out)
 
 
 def _block_position(block) -> str:
