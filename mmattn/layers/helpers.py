@@ -71,7 +71,7 @@ class _VarMean(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, dims, correction):
-        n = math.prod(x.shape[d] for d in dims)
+        n = math.prod([x.shape[d] for d in dims])
         mean = x.mean(dims, keepdim=True)
         var = torch.linalg.vector_norm(x - mean, dim=dims, keepdim=True).square_().div_(n - correction)
         ctx.save_for_backward(x, mean)
@@ -92,10 +92,10 @@ def var_mean(x: torch.Tensor, dims: Sequence[int], correction: int = 0):
 
     On CUDA ATen's fused kernel is already at the bandwidth floor and is used as is.
     """
-    dims = tuple(d % x.dim() for d in dims)
+    dims = tuple([d % x.dim() for d in dims])
     if x.is_cuda:
         return torch.var_mean(x, dims, correction=correction, keepdim=True)
-    n = math.prod(x.shape[d] for d in dims)
+    n = math.prod([x.shape[d] for d in dims])
     if n - correction <= 0:
         raise ValueError(f'var_mean: {n} element(s) over dims {dims} of a {tuple(x.shape)} tensor, '
                          f'need more than correction={correction}')
@@ -105,4 +105,4 @@ def var_mean(x: torch.Tensor, dims: Sequence[int], correction: int = 0):
 def may_overwrite(inplace: bool, *tensors: torch.Tensor) -> bool:
     """True when a layer asked to work ``inplace`` may write over its input: autograd needs none of
     ``tensors`` (inference, ``torch.no_grad``, frozen stages)."""
-    return inplace and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+    return inplace and not (torch.is_grad_enabled() and any([t.requires_grad for t in tensors]))

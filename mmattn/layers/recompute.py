@@ -83,10 +83,12 @@ def recompute_bn_output(norm: nn.Module, u: torch.Tensor, x: torch.Tensor):
 
     A no-op context where that would not be exact or not pay off (see the module docstring).
     """
-    batch_stats = getattr(norm, 'training', True) or not getattr(norm, 'track_running_stats', True)
+    if torch.compiler.is_compiling() or not (torch.is_grad_enabled() and x.requires_grad):
+        return contextlib.nullcontext()
+    batch_stats = norm.training or not norm.track_running_stats
     exact = isinstance(norm, nn.modules.batchnorm._BatchNorm) and (type(norm) is nn.BatchNorm2d or not batch_stats)
     whole = x.storage_offset() == 0 and x.untyped_storage().nbytes() == x.numel() * x.element_size()
-    if not (exact and whole and torch.is_grad_enabled() and x.requires_grad) or torch.compiler.is_compiling():
+    if not (exact and whole):
         return contextlib.nullcontext()
     source = _BNOutputSource(norm, u, x)
     return torch.autograd.graph.saved_tensors_hooks(source.pack, _unpack)

@@ -144,11 +144,18 @@ class ShuffleAttention(nn.Module):
         b, c, h, w = x.shape
         half = c // (2 * self.groups)
         x6 = x.view(b, self.groups, 2, half, h, w)
-        params = tuple(p.view(half, 1, 1) for p in (self.cweight, self.cbias, self.sweight, self.sbias,
-                                                     self.gn.weight, self.gn.bias))
-        if torch.is_grad_enabled() and any(t.requires_grad for t in (x6, ) + params):
-            return _ShuffleAttentionFn.apply(x6, self.gn.eps, *params).view(b, 2, c // 2, h, w)
-        return _shuffle_gate(x6, *_sa_coefficients(x6, params, self.gn.eps)[:3]).view(b, 2, c // 2, h, w)
+        params = tuple([p.view(half, 1, 1) for p in (self.cweight, self.cbias, self.sweight, self.sbias,
+                                                      self.gn.weight, self.gn.bias)])
+        if torch.compiler.is_compiling():
+            # the plain formula: inductor fuses it (and cannot trace writes into strided out= views)
+            c0, a1, c1 = _sa_coefficients(x6, params, self.gn.eps)[:3]
+            x0, x1 = x6[:, :, 0], x6[:, :, 1]
+            gated = torch.stack((x0 * torch.sigmoid(c0), x1 * torch.sigmoid(a1 * x1 + c1)), dim=2)
+        elif torch.is_grad_enabled() and any([t.requires_grad for t in (x6, ) + params]):
+            gated = _ShuffleAttentionFn.apply(x6, self.gn.eps, *params)
+        else:
+            gated = _shuffle_gate(x6, *_sa_coefficients(x6, params, self.gn.eps)[:3])
+        return gated.view(b, 2, c // 2, h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape

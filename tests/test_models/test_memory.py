@@ -95,3 +95,15 @@ def test_rebuilt_tensor_matches_and_gradients_equal(training):
         gate.zero_grad()
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('name,build', BLOCKS[:5], ids=[b[0] for b in BLOCKS[:5]])
+def test_with_cp_keeps_no_intermediate_map(name, build):
+    """with_cp=True: a block keeps only its input for the backward, none of its inner feature maps."""
+    for with_cp, expect_alive in ((False, True), (True, False)):
+        model = build(with_cp=with_cp)
+        model.train()
+        block = model.layer2[1]
+        x = torch.randn(2, block.conv1.in_channels, 8, 8, requires_grad=True)
+        assert _norm_output_alive_after_forward(block, block.norm1, x) is expect_alive
+        assert x.grad is not None and torch.isfinite(x.grad).all()
