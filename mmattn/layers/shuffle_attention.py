@@ -15,29 +15,23 @@ author confirms). The four (1, C'', 1, 1) parameters are shared by all G groups 
 cweight = sweight = 0, cbias = sbias = 1, so both gates start at sigmoid(1). ``shuffle_2`` is the
 channel shuffle with 2 groups: output channel o is input channel (o mod 2) * C/2 + o // 2.
 Parameters per module: 6 C'' = 3C/G (12/24/48/96 for C = 256/512/1024/2048 with G = 64).
+
+Implementation (same numbers, fewer passes): both branches are gates ``x * sigmoid(A x + C)`` with
+per-sample, per-channel A and C (A = 0 in the channel branch). In a block, the gate, the shuffle and
+the residual add are one write of the output: for an even G, the pre-shuffle channel
+``s * C/2 + q`` and the output channel ``2q + s`` are both addressed by strided views of shape
+(B, 2, G/2, 2, C'', H, W), so ``out = identity + gated(x)`` is computed directly in the shuffled order
+by :class:`_SAResidualFn` (with a hand-written backward). Odd G, ``forward`` outside a block and
+``torch.compile`` use the plain formula.
 """
 import torch
 from torch import nn
 
-from .helpers import check_divisible, check_positive_int, may_overwrite, var_mean
-
-
-def _shuffle_gate(x6: torch.Tensor, c0: torch.Tensor, a1: torch.Tensor, c1: torch.Tensor) -> torch.Tensor:
-    """Both gated halves of x6 = x viewed as (B, G, 2, C'', H, W), written into one new tensor::
-
-        y[:, :, 0] = x0 * sigmoid(c0)             channel half: one gate value per channel
-        y[:, :, 1] = x1 * sigmoid(a1 * x1 + c1)   spatial half: an element-wise gate
-
-    ``c0``, ``a1``, ``c1`` have shape (B, G, C'', 1, 1).
-    """
-    out = torch.empty_like(x6)
-    torch.mul(x6[:, :, 0], c0.sigmoid(), out=out[:, :, 0])
-    torch.addcmul(c1, a1, x6[:, :, 1], out=out[:, :, 1]).sigmoid_().mul_(x6[:, :, 1])
-    return out
+from .helpers import check_divisible, check_positive_int, var_mean
 
 
 def _sa_coefficients(x6: torch.Tensor, params, eps: float):
-    """Both branches as gates ``x * sigmoid(A x + C)`` with per-sample, per-channel A and C.
+    """A and C of both branches.
 
     ``x6`` is x viewed as (B, G, 2, C'', H, W) ([:, :, 0] channel branch, [:, :, 1] spatial branch),
     ``params`` = (cweight, cbias, sweight, sbias, gn.weight, gn.bias) viewed as (C'', 1, 1).
@@ -54,13 +48,38 @@ def _sa_coefficients(x6: torch.Tensor, params, eps: float):
     return cw * m0 + cb, a1, sw * gb + sb - a1 * m1, m0, m1, rstd
 
 
-class _ShuffleAttentionFn(torch.autograd.Function):
-    """SA before the shuffle (statistics + both gates) with a hand-written backward.
+def _halves(t: torch.Tensor, groups: int, half: int, shuffled: bool):
+    """(channel half, spatial half) of a (B, C, H, W) map as (B, 2, G/2, C'', H, W) views, aligned so
+    that index [b, s, k, j] of a pre-shuffle map (x) and of a shuffled map (identity, output) meet in
+    the residual add: pre-shuffle channel s*C/2 + q is output channel 2q + s, q = (2k + branch) C'' + j."""
+    b, c, h, w = t.shape
+    if shuffled:
+        t7 = t.view(b, c // 2, 2, h, w).transpose(1, 2).unflatten(2, (groups // 2, 2, half))
+    else:
+        t7 = t.view(b, 2, groups // 2, 2, half, h, w)
+    return t7[:, :, :, 0], t7[:, :, :, 1]
 
-    Autograd of the plain expressions keeps the full-size sigmoid of the spatial half, and scatters the
-    gradients of the two halves' statistics into full-size zero tensors that are then added up. Here
-    the backward keeps x6 and per-channel values only and writes each half's gradient once. With
-    ``s0 = sigmoid(c0)``, ``s1 = sigmoid(a1 x1 + c1)`` (recomputed), ``N = H W`` and sums over H, W:
+
+def _sa_residual(x, identity, groups, coefficients, out):
+    """``out = identity + shuffle(gated x)``, each half read once and written once into ``out``."""
+    half = x.shape[1] // (2 * groups)
+    c0, a1, c1 = (t.view(t.shape[0], 2, groups // 2, half, 1, 1) for t in coefficients)
+    x0, x1 = _halves(x, groups, half, shuffled=False)
+    i0, i1 = _halves(identity, groups, half, shuffled=True)
+    o0, o1 = _halves(out, groups, half, shuffled=True)
+    torch.addcmul(i0, x0, c0.sigmoid(), out=o0)
+    torch.addcmul(i1, x1, torch.addcmul(c1, a1, x1).sigmoid_(), out=o1)
+    return out
+
+
+class _SAResidualFn(torch.autograd.Function):
+    """``identity + SA(x)`` (statistics, both gates, shuffle, add) with a hand-written backward.
+
+    Autograd of the plain expressions keeps the full-size sigmoid of the spatial half, scatters the
+    gradients of the two halves' statistics into full-size zero tensors and copies the shuffle. Here
+    the backward keeps x and per-channel values only and writes each half's gradient once. The
+    identity's gradient is the output's. With ``s0 = sigmoid(c0)``, ``s1 = sigmoid(a1 x1 + c1)``
+    (recomputed), ``N = H W`` and sums over H, W:
 
     * channel half: ``k0 = dL/dc0 = sum(g0 x0) s0 (1 - s0)``, ``dx0 = g0 s0 + cweight k0 / N``;
     * spatial half: ``dz = g1 x1 s1 (1 - s1)``, ``C = sum(dz) = dL/dc1``,
@@ -72,37 +91,46 @@ class _ShuffleAttentionFn(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x6, eps, *params):
-        c0, a1, c1, m0, m1, rstd = _sa_coefficients(x6, params, eps)
+    def forward(ctx, x, identity, groups, eps, *params):
+        b, c, h, w = x.shape
+        half = c // (2 * groups)
+        c0, a1, c1, m0, m1, rstd = _sa_coefficients(x.view(b, groups, 2, half, h, w), params, eps)
         cw, _, sw, _, gw, gb = params
-        ctx.save_for_backward(x6, c0, a1, c1, m0, m1, rstd, cw, sw, gw, gb)
-        return _shuffle_gate(x6, c0, a1, c1)
+        ctx.save_for_backward(x, c0, a1, c1, m0, m1, rstd, cw, sw, gw, gb)
+        ctx.groups = groups
+        return _sa_residual(x, identity, groups, (c0, a1, c1), torch.empty_like(identity))
 
     @staticmethod
     def backward(ctx, grad):
-        x6, c0, a1, c1, m0, m1, rstd, cw, sw, gw, gb = ctx.saved_tensors
-        n = x6.shape[-1] * x6.shape[-2]
-        hw = (-2, -1)
-        x0, x1, g0, g1 = x6[:, :, 0], x6[:, :, 1], grad[:, :, 0], grad[:, :, 1]
-        grad_x6 = torch.empty_like(x6)
+        x, c0, a1, c1, m0, m1, rstd, cw, sw, gw, gb = ctx.saved_tensors
+        b, c, h, w = x.shape
+        groups, half, n, hw = ctx.groups, c // (2 * ctx.groups), h * w, (-2, -1)
+        c0, a1, c1, m0, m1, rstd = (t.view(b, 2, groups // 2, half, 1, 1) for t in (c0, a1, c1, m0, m1, rstd))
+        x0, x1 = _halves(x, groups, half, shuffled=False)
+        g0, g1 = _halves(grad.contiguous(memory_format=_memory_format(x)), groups, half, shuffled=True)
+        grad_x = torch.empty_like(x)
+        gx0, gx1 = _halves(grad_x, groups, half, shuffled=False)
         # channel half
         s0 = c0.sigmoid()
         k0 = torch.ops.aten.sigmoid_backward((g0 * x0).sum(hw, keepdim=True), s0)
-        torch.addcmul(cw * k0 / n, g0, s0, out=grad_x6[:, :, 0])
+        torch.addcmul(cw * k0 / n, g0, s0, out=gx0)
         # spatial half
         s1 = torch.addcmul(c1, a1, x1).sigmoid_()
         dz = torch.ops.aten.sigmoid_backward(g1 * x1, s1)
         big_c = dz.sum(hw, keepdim=True)
         big_a = (dz * x1).sum(hw, keepdim=True) - big_c * m1
         alpha = big_a * sw * gw * rstd.pow(3) * (-1.0 / n)  # 2 * dvar / N
-        beta = -big_c * a1 / n - alpha * m1
-        gx1 = torch.addcmul(beta, x1, alpha, out=grad_x6[:, :, 1])
-        gx1.addcmul_(g1, s1).addcmul_(dz, a1)
+        torch.addcmul(-big_c * a1 / n - alpha * m1, x1, alpha, out=gx1).addcmul_(g1, s1).addcmul_(dz, a1)
         # parameters: per-channel values summed over batch and groups
-        red = (0, 1)
+        red = (0, 1, 2)
         grads = ((k0 * m0).sum(red), k0.sum(red), (big_a * gw * rstd + big_c * gb).sum(red), big_c.sum(red),
                  (big_a * sw * rstd).sum(red), (big_c * sw).sum(red))
-        return (grad_x6, None) + grads
+        return (grad_x, grad, None, None) + grads
+
+
+def _memory_format(t: torch.Tensor):
+    return torch.channels_last if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) \
+        and not t.is_contiguous() else torch.contiguous_format
 
 
 class ShuffleAttention(nn.Module):
@@ -139,23 +167,19 @@ class ShuffleAttention(nn.Module):
         nn.init.ones_(self.sbias)
         self.gn.reset_parameters()
 
+    def _params(self, half: int):
+        return tuple([p.view(half, 1, 1) for p in (self.cweight, self.cbias, self.sweight, self.sbias,
+                                                    self.gn.weight, self.gn.bias)])
+
     def _gated(self, x: torch.Tensor) -> torch.Tensor:
-        """Both gated branches before the shuffle, as (B, 2, C/2, H, W)."""
+        """Both gated branches before the shuffle, as (B, 2, C/2, H, W): the plain formula."""
         b, c, h, w = x.shape
         half = c // (2 * self.groups)
         x6 = x.view(b, self.groups, 2, half, h, w)
-        params = tuple([p.view(half, 1, 1) for p in (self.cweight, self.cbias, self.sweight, self.sbias,
-                                                      self.gn.weight, self.gn.bias)])
-        if torch.compiler.is_compiling():
-            # the plain formula: inductor fuses it (and cannot trace writes into strided out= views)
-            c0, a1, c1 = _sa_coefficients(x6, params, self.gn.eps)[:3]
-            x0, x1 = x6[:, :, 0], x6[:, :, 1]
-            gated = torch.stack((x0 * torch.sigmoid(c0), x1 * torch.sigmoid(a1 * x1 + c1)), dim=2)
-        elif torch.is_grad_enabled() and any([t.requires_grad for t in (x6, ) + params]):
-            gated = _ShuffleAttentionFn.apply(x6, self.gn.eps, *params)
-        else:
-            gated = _shuffle_gate(x6, *_sa_coefficients(x6, params, self.gn.eps)[:3])
-        return gated.view(b, 2, c // 2, h, w)
+        c0, a1, c1 = _sa_coefficients(x6, self._params(half), self.gn.eps)[:3]
+        x0, x1 = x6[:, :, 0], x6[:, :, 1]
+        return torch.stack((x0 * torch.sigmoid(c0), x1 * torch.sigmoid(a1 * x1 + c1)), dim=2) \
+            .view(b, 2, c // 2, h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
@@ -163,11 +187,16 @@ class ShuffleAttention(nn.Module):
         return self._gated(x).transpose(1, 2).reshape(b, c, h, w)
 
     def forward_residual(self, x: torch.Tensor, identity: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-        """``identity + self(x)``: the shuffle is read through a strided view inside the add.
+        """``identity + self(x)`` written once, in the shuffled order (see the module docstring).
 
-        ``inplace=True`` lets the result take x's memory when autograd does not need x.
+        ``inplace`` is accepted for the blocks' interface; the shuffled result cannot overwrite x.
         """
         b, c, h, w = x.shape
-        out = x.view(b, c // 2, 2, h, w) if may_overwrite(inplace, x, identity) else None
-        gated = self._gated(x).transpose(1, 2)  # x is fully read here, before out is written
-        return torch.add(identity.reshape(b, c // 2, 2, h, w), gated, out=out).view(b, c, h, w)
+        if self.groups % 2 or torch.compiler.is_compiling():
+            # the plain formula (inductor fuses it; it cannot trace writes into strided out= views)
+            return torch.add(identity.reshape(b, c // 2, 2, h, w), self._gated(x).transpose(1, 2)).view(b, c, h, w)
+        params = self._params(c // (2 * self.groups))
+        if torch.is_grad_enabled() and any([t.requires_grad for t in (x, identity) + params]):
+            return _SAResidualFn.apply(x, identity, self.groups, self.gn.eps, *params)
+        coefficients = _sa_coefficients(x.view(b, self.groups, 2, -1, h, w), params, self.gn.eps)[:3]
+        return _sa_residual(x, identity, self.groups, coefficients, torch.empty_like(identity))

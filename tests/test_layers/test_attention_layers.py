@@ -55,6 +55,7 @@ LAYERS = [
     ('se', lambda: SEModule(64, reduction=4)),
     ('eca', lambda: ECAModule(64, kernel_size=5)),
     ('sa', lambda: ShuffleAttention(64, groups=8)),
+    ('sa-odd-groups', lambda: ShuffleAttention(64, groups=1)),  # the plain-formula path
     ('psa', lambda: PSAModule(64, reduction=4)),
     ('cbam', lambda: CBAM(64, reduction=4).eval()),
     ('sge', lambda: SpatialGroupEnhance(64, groups=8)),
@@ -104,7 +105,10 @@ def test_forward_residual_inplace_only_when_autograd_allows(name, build):
         x1 = x.clone()
         out = layer.forward_residual(x1, idt, inplace=True)
     _close(out, expected)
-    assert out.data_ptr() == x1.data_ptr()
+    if name.startswith('sa'):  # the shuffled result cannot overwrite x: one new map, x left as it was
+        assert out.data_ptr() != x1.data_ptr() and torch.equal(x1, x)
+    else:
+        assert out.data_ptr() == x1.data_ptr()
     x2 = x.clone().requires_grad_()
     out = layer.forward_residual(x2, idt, inplace=True)
     assert out.data_ptr() != x2.data_ptr() and torch.equal(x2.detach(), x)

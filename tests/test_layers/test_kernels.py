@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mmattn.layers.helpers import may_overwrite, var_mean
-from mmattn.layers.shuffle_attention import _sa_coefficients, _shuffle_gate, _ShuffleAttentionFn
+from mmattn.layers.shuffle_attention import _sa_coefficients, _sa_residual, _SAResidualFn
 
 
 def _grads(fn, *inputs, seed=0):
@@ -46,56 +46,64 @@ def test_var_mean_refuses_too_few_elements():
         var_mean(torch.randn(2, 3, 1, 1), (2, 3), correction=1)
 
 
-def _plain_sa(x6, eps, *params):
-    """The same computation by autograd of plain expressions (no custom backward)."""
+def _plain_sa_residual(x, identity, groups, eps, *params):
+    """identity + SA(x) by autograd of the plain expressions (no custom backward)."""
     cw, cb, sw, sb, gw, gb = params
+    b, c, h, w = x.shape
+    x6 = x.view(b, groups, 2, c // (2 * groups), h, w)
     x0, x1 = x6[:, :, 0], x6[:, :, 1]
     y0 = x0 * torch.sigmoid(cw * x0.mean((3, 4), keepdim=True) + cb)
     var, mean = torch.var_mean(x1, (3, 4), correction=0, keepdim=True)
     y1 = x1 * torch.sigmoid(sw * (gw * (x1 - mean) / torch.sqrt(var + eps) + gb) + sb)
-    return torch.stack((y0, y1), 2)
+    gated = torch.stack((y0, y1), 2).view(b, 2, c // 2, h, w)
+    return identity + gated.transpose(1, 2).reshape(b, c, h, w)
 
 
-def _sa_inputs(dtype, shape=(2, 3, 2, 4, 5, 6)):
+def _sa_inputs(dtype, shape=(2, 24, 5, 6), groups=4):
     torch.manual_seed(0)
-    x6 = torch.randn(*shape, dtype=dtype) * 1.5 + 0.5
-    params = tuple(torch.randn(shape[3], 1, 1, dtype=dtype) for _ in range(6))
-    return x6, params
+    x = torch.randn(*shape, dtype=dtype) * 1.5 + 0.5
+    identity = torch.randn(*shape, dtype=dtype)
+    params = tuple(torch.randn(shape[1] // (2 * groups), 1, 1, dtype=dtype) for _ in range(6))
+    return x, identity, params
 
 
 def test_shuffle_attention_backward_passes_gradcheck():
-    x6, params = _sa_inputs(torch.float64, (2, 2, 2, 3, 4, 3))
-    inputs = [x6.requires_grad_()] + [p.requires_grad_() for p in params]
-    assert torch.autograd.gradcheck(lambda x, *p: _ShuffleAttentionFn.apply(x, 1e-5, *p), inputs)
+    x, identity, params = _sa_inputs(torch.float64, (2, 12, 4, 3), groups=2)
+    inputs = [t.requires_grad_() for t in (x, identity) + params]
+    assert torch.autograd.gradcheck(lambda x, i, *p: _SAResidualFn.apply(x, i, 2, 1e-5, *p), inputs)
 
 
+@pytest.mark.parametrize('channels_last', [False, True])
 @pytest.mark.parametrize('dtype,tol', [(torch.float64, 1e-12), (torch.float32, 1e-5)])
-def test_shuffle_attention_equals_plain_autograd(dtype, tol):
-    x6, params = _sa_inputs(dtype)
-    mine, g_mine = _grads(lambda x, *p: _ShuffleAttentionFn.apply(x, 1e-5, *p), x6, *params)
-    ref, g_ref = _grads(lambda x, *p: _plain_sa(x, 1e-5, *p), x6, *params)
+def test_shuffle_attention_equals_plain_autograd(dtype, tol, channels_last):
+    x, identity, params = _sa_inputs(dtype)
+    if channels_last:
+        x, identity = (t.contiguous(memory_format=torch.channels_last) for t in (x, identity))
+    mine, g_mine = _grads(lambda x, i, *p: _SAResidualFn.apply(x, i, 4, 1e-5, *p), x, identity, *params)
+    ref, g_ref = _grads(lambda x, i, *p: _plain_sa_residual(x, i, 4, 1e-5, *p), x, identity, *params)
     torch.testing.assert_close(mine[0], ref[0], rtol=tol, atol=tol)
     for gm, gr in zip(g_mine, g_ref):
         assert gm.shape == gr.shape
         torch.testing.assert_close(gm, gr, rtol=tol * 10, atol=tol * 10)
-    no_grad = _shuffle_gate(x6, *_sa_coefficients(x6, params, 1e-5)[:3])
+    b, c, h, w = x.shape
+    coefficients = _sa_coefficients(x.view(b, 4, 2, -1, h, w), params, 1e-5)[:3]
+    no_grad = _sa_residual(x, identity, 4, coefficients, torch.empty_like(identity))
     torch.testing.assert_close(no_grad, ref[0].detach(), rtol=tol, atol=tol)
 
 
 def test_shuffle_attention_keeps_one_feature_map_for_backward():
     """Autograd keeps x (and per-channel values) only: not the full-size sigmoid, not a copy."""
-    x6, params = _sa_inputs(torch.float32, (2, 4, 2, 2, 16, 16))
-    x6.requires_grad_()
-    params = [p.requires_grad_() for p in params]
+    x, identity, params = _sa_inputs(torch.float32, (2, 16, 16, 16), groups=4)
+    inputs = [t.requires_grad_() for t in (x, identity) + params]
 
     def saved_numel(fn):
         sizes = []
         with torch.autograd.graph.saved_tensors_hooks(lambda t: sizes.append(t.numel()) or t, lambda t: t):
             fn()
-        return sum(s for s in sizes if s >= x6.numel() // 2)
+        return sum(s for s in sizes if s >= x.numel() // 2)
 
-    assert saved_numel(lambda: _ShuffleAttentionFn.apply(x6, 1e-5, *params)) == x6.numel()
-    assert saved_numel(lambda: _plain_sa(x6, 1e-5, *params)) >= 2 * x6.numel()
+    assert saved_numel(lambda: _SAResidualFn.apply(inputs[0], inputs[1], 4, 1e-5, *inputs[2:])) == x.numel()
+    assert saved_numel(lambda: _plain_sa_residual(inputs[0], inputs[1], 4, 1e-5, *inputs[2:])) >= 2 * x.numel()
 
 
 def test_may_overwrite():
