@@ -20,6 +20,60 @@ from torch import nn
 from .helpers import check_divisible, check_positive_int, may_overwrite, var_mean
 
 
+def _score(xg: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """sum_c x_c * mean(x_c) per group and position, (B, G, 1, HW): one batched matrix-vector product."""
+    return torch.matmul(mean.transpose(2, 3), xg)
+
+
+def _gate_from_score(score: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+    """sigmoid(weight * (score - mean) / (std + eps) + bias) over HW, folded into one affine per group."""
+    var, mean = var_mean(score, dims=(3, ), correction=1)
+    scale = weight / (var.sqrt() + eps)
+    return torch.sigmoid(torch.addcmul(bias - scale * mean, score, scale))
+
+
+class _SGEResidualFn(torch.autograd.Function):
+    """``identity + SGE(x)`` with a backward that writes the input gradient in two passes.
+
+    Autograd of the plain expressions materialises three full-size gradients of x (through the
+    product, the score's matrix product and the mean) and adds them up. With ``m`` the channel means
+    (B, G, C/G, 1), ``s`` the score (B, G, 1, HW) and ``d s`` its gradient (by autograd over the small
+    normalisation, recomputed from the saved score), ``N = HW``::
+
+        dx = g * gate + m * ds + sum_p(x * ds) / N        (score = m^T x, m = mean_p(x))
+        d gate = sum_c(g * x)
+
+    Keeps x, m and the score only.
+    """
+
+    @staticmethod
+    def forward(ctx, x, identity, weight, bias, groups, eps):
+        b, c, h, w = x.shape
+        xg = x.view(b, groups, c // groups, h * w)
+        mean = xg.mean(3, keepdim=True)
+        score = _score(xg, mean)
+        gate = _gate_from_score(score, weight, bias, eps)
+        ctx.save_for_backward(x, mean, score, weight, bias)
+        ctx.groups, ctx.eps = groups, eps
+        out = torch.empty_like(x)
+        torch.addcmul(identity.reshape(xg.shape), xg, gate, out=out.view(xg.shape))
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, mean, score, weight, bias = ctx.saved_tensors
+        b, c, h, w = x.shape
+        xg = x.view(b, ctx.groups, c // ctx.groups, h * w)
+        g = grad.reshape(xg.shape)
+        with torch.enable_grad():
+            small = [t.detach().requires_grad_() for t in (score, weight, bias)]
+            gate = _gate_from_score(*small, ctx.eps)
+        d_score, d_weight, d_bias = torch.autograd.grad(gate, small, (g * xg).sum(2, keepdim=True))
+        grad_x = torch.addcmul(torch.matmul(xg, d_score.transpose(2, 3)).div_(h * w), mean, d_score)
+        grad_x.addcmul_(g, gate.detach())
+        return grad_x.view(b, c, h, w), grad, d_weight, d_bias, None, None
+
+
 class SpatialGroupEnhance(nn.Module):
     """SGE gate; mmdet plugin name ``sge``.
 
@@ -48,21 +102,18 @@ class SpatialGroupEnhance(nn.Module):
         nn.init.zeros_(self.weight)
         nn.init.ones_(self.bias)
 
-    def gate(self, x: torch.Tensor) -> torch.Tensor:
-        """The (B, G, 1, H, W) spatial gate of each group (to multiply ``x`` viewed as (B, G, C/G, H, W))."""
-        b, c, h, w = x.shape
-        if h * w < 2:
+    def _check(self, x: torch.Tensor) -> None:
+        if x.shape[2] * x.shape[3] < 2:
             raise ValueError(f'{type(self).__name__}: needs at least 2 spatial positions for the '
                              f'unbiased std over H*W, got an input of shape {tuple(x.shape)}; '
                              'use a larger input image')
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """The (B, G, 1, H, W) spatial gate of each group (to multiply ``x`` viewed as (B, G, C/G, H, W))."""
+        self._check(x)
+        b, c, h, w = x.shape
         xg = x.view(b, self.groups, c // self.groups, h * w)
-        # sum_c x_c * mean(x_c) for every group: one batched matrix-vector product, no temporary
-        score = torch.matmul(xg.mean(3).unsqueeze(2), xg).view(b, self.groups, h * w)
-        var, mean = var_mean(score, dims=(2,), correction=1)
-        std = var.sqrt()
-        # sigmoid(weight * (score - mean) / (std + eps) + bias), folded into one affine per group
-        scale = self.weight.view(1, self.groups, 1) / (std + self.eps)
-        return torch.sigmoid(torch.addcmul(self.bias.view(1, self.groups, 1) - scale * mean, score, scale)) \
+        return _gate_from_score(_score(xg, xg.mean(3, keepdim=True)), self.weight, self.bias, self.eps) \
             .view(b, self.groups, 1, h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -73,9 +124,14 @@ class SpatialGroupEnhance(nn.Module):
     def forward_residual(self, x: torch.Tensor, identity: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         """``identity + self(x)`` in one pass over the feature map (used by the attention blocks).
 
-        ``inplace=True`` lets the result take x's memory when autograd does not need x.
+        ``inplace=True`` lets the result take x's memory when autograd does not need x. With autograd,
+        :class:`_SGEResidualFn`; under ``torch.compile`` the plain formula (inductor fuses it).
         """
+        self._check(x)
         b, c, h, w = x.shape
+        if not torch.compiler.is_compiling() and torch.is_grad_enabled() \
+                and any([t.requires_grad for t in (x, identity, self.weight, self.bias)]):
+            return _SGEResidualFn.apply(x, identity, self.weight, self.bias, self.groups, self.eps)
         shape = (b, self.groups, c // self.groups, h, w)
         gate, xg = self.gate(x), x.view(shape)
         out = xg if may_overwrite(inplace, x, identity) else None

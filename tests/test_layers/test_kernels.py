@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from mmattn.layers.helpers import may_overwrite, var_mean
+from mmattn.layers.sge import _SGEResidualFn
 from mmattn.layers.shuffle_attention import _sa_coefficients, _sa_residual, _SAResidualFn
 
 
@@ -104,6 +105,37 @@ def test_shuffle_attention_keeps_one_feature_map_for_backward():
 
     assert saved_numel(lambda: _SAResidualFn.apply(inputs[0], inputs[1], 4, 1e-5, *inputs[2:])) == x.numel()
     assert saved_numel(lambda: _plain_sa_residual(inputs[0], inputs[1], 4, 1e-5, *inputs[2:])) >= 2 * x.numel()
+
+
+def _plain_sge_residual(x, identity, weight, bias, groups, eps):
+    b, c, h, w = x.shape
+    xg = x.view(b, groups, c // groups, h * w)
+    score = (xg * xg.mean(3, keepdim=True)).sum(2, keepdim=True)
+    t = (score - score.mean(3, keepdim=True)) / (score.std(3, keepdim=True) + eps)
+    return identity + (xg * torch.sigmoid(t * weight + bias)).view(b, c, h, w)
+
+
+def _sge_inputs(dtype, shape=(2, 12, 4, 5), groups=3):
+    torch.manual_seed(0)
+    x, identity = torch.randn(*shape, dtype=dtype), torch.randn(*shape, dtype=dtype)
+    weight, bias = torch.randn(1, groups, 1, 1, dtype=dtype), torch.randn(1, groups, 1, 1, dtype=dtype)
+    return x, identity, weight, bias
+
+
+def test_sge_backward_passes_gradcheck():
+    inputs = [t.requires_grad_() for t in _sge_inputs(torch.float64)]
+    assert torch.autograd.gradcheck(lambda *t: _SGEResidualFn.apply(*t, 3, 1e-5), inputs)
+
+
+@pytest.mark.parametrize('dtype,tol', [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_sge_equals_plain_autograd(dtype, tol):
+    inputs = _sge_inputs(dtype)
+    mine, g_mine = _grads(lambda *t: _SGEResidualFn.apply(*t, 3, 1e-5), *inputs)
+    ref, g_ref = _grads(lambda *t: _plain_sge_residual(*t, 3, 1e-5), *inputs)
+    torch.testing.assert_close(mine[0], ref[0], rtol=tol, atol=tol)
+    for gm, gr in zip(g_mine, g_ref):
+        assert gm.shape == gr.shape
+        torch.testing.assert_close(gm, gr, rtol=tol * 10, atol=tol * 10)
 
 
 def test_may_overwrite():
