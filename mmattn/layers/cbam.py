@@ -27,6 +27,62 @@ _CHANNEL_POOLS = ('avg', 'max', 'lp', 'lse')
 _SPATIAL_POOLS = ('max', 'mean')
 
 
+class _GatedChannelPools(torch.autograd.Function):
+    """``max_C(x a)`` and ``mean_C(x a)`` (B, 1, H, W) for a channel gate ``a`` (B, C, 1, 1), keeping x,
+    ``a`` and the argmax channels, not the full-size ``x a``.
+
+    Backward, with ``c*(p)`` the argmax channel at position p: ``d(x a) = d_mean / C`` everywhere plus
+    ``d_max`` at ``c*(p)``; ``dx = a d(x a)``; ``da_c = (x_c . d_mean) / C + sum_{p: c*(p) = c} d_max_p x_{c,p}``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, a):
+        xa = x * a
+        mx, idx = xa.max(1, keepdim=True)
+        ctx.save_for_backward(x, a, idx)
+        return mx, xa.mean(1, keepdim=True)
+
+    @staticmethod
+    def backward(ctx, d_max, d_mean):
+        x, a, idx = ctx.saved_tensors
+        b, c, h, w = x.shape
+        d_max = torch.zeros_like(idx, dtype=x.dtype) if d_max is None else d_max
+        d_mean = torch.zeros_like(idx, dtype=x.dtype) if d_mean is None else d_mean
+        d_xa = (d_mean / c).expand(b, c, h, w).contiguous(memory_format=_layout(x))
+        d_xa.scatter_add_(1, idx, d_max)
+        d_a = (x * d_mean).sum((2, 3)).div_(c)  # (a batched mat-vec product is 2x slower on CPU)
+        d_a.scatter_add_(1, idx.view(b, h * w), (d_max * x.gather(1, idx)).view(b, h * w))
+        return d_xa.mul_(a), d_a.view(a.shape)
+
+
+class _GatedResidual(torch.autograd.Function):
+    """``identity + x a s`` for gates ``a`` (B, C, 1, 1) and ``s`` (B, 1, H, W), keeping x, a, s only.
+
+    Backward, with ``u = g x``: ``ds = sum_c a_c u_c`` (a batched vector-matrix product),
+    ``da = sum_p s_p u_p``, ``dx = g s a`` (written into u's memory), ``d identity = g``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, a, s, identity):
+        ctx.save_for_backward(x, a, s)
+        out = x * a
+        return torch.addcmul(identity, out, s, out=out)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, a, s = ctx.saved_tensors
+        b, c, h, w = x.shape
+        u = grad * x
+        d_s = torch.matmul(a.reshape(b, 1, c), u.flatten(2)).view(s.shape)
+        d_a = (u * s).sum((2, 3), keepdim=True)  # (a batched mat-vec product is 2x slower on CPU)
+        return torch.mul(grad, s, out=u).mul_(a), d_a, d_s, grad
+
+
+def _layout(t: torch.Tensor):
+    return torch.channels_last if t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous() \
+        else torch.contiguous_format
+
+
 class ChannelGate(nn.Module):
     """CBAM channel gate: a shared MLP over global pools (``mlp`` = Flatten, Linear, ReLU, Linear)."""
 
@@ -153,6 +209,14 @@ class CBAM(nn.Module):
 
         ``inplace=True`` lets the result take x's memory when autograd does not need x.
         """
+        if self.SpatialGate is not None and not torch.compiler.is_compiling() and torch.is_grad_enabled() \
+                and x.requires_grad:
+            # with autograd: the channel-gated map x * a is never kept (nor written twice), see the Functions
+            a = self.ChannelGate.gate(x)
+            pools = dict(zip(('max', 'mean'), _GatedChannelPools.apply(x, a)))
+            spatial = self.SpatialGate
+            s = torch.sigmoid(spatial.spatial(torch.cat([pools[p] for p in spatial.pool_order], dim=1)))
+            return _GatedResidual.apply(x, a, s, identity)
         inplace = may_overwrite(inplace, x, identity)
         x = self.ChannelGate(x, inplace=inplace)
         if self.SpatialGate is None:

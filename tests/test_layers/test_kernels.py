@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from mmattn.layers.helpers import may_overwrite, var_mean
+from mmattn.layers.cbam import _GatedChannelPools, _GatedResidual
 from mmattn.layers.sge import _SGEResidualFn
 from mmattn.layers.shuffle_attention import _sa_coefficients, _sa_residual, _SAResidualFn
 
@@ -136,6 +137,35 @@ def test_sge_equals_plain_autograd(dtype, tol):
     for gm, gr in zip(g_mine, g_ref):
         assert gm.shape == gr.shape
         torch.testing.assert_close(gm, gr, rtol=tol * 10, atol=tol * 10)
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_cbam_functions_pass_gradcheck(channels_last):
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(2, 5, 3, 4, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_()
+    a = torch.rand(2, 5, 1, 1, dtype=torch.float64, requires_grad=True)
+    s = torch.rand(2, 1, 3, 4, dtype=torch.float64, requires_grad=True)
+    identity = torch.randn(2, 5, 3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_GatedChannelPools.apply, (x, a))
+    assert torch.autograd.gradcheck(_GatedResidual.apply, (x, a, s, identity))
+    mx, mean = _GatedChannelPools.apply(x, a)
+    torch.testing.assert_close(mx, (x * a).amax(1, keepdim=True))
+    torch.testing.assert_close(mean, (x * a).mean(1, keepdim=True))
+    torch.testing.assert_close(_GatedResidual.apply(x, a, s, identity), identity + x * a * s)
+
+
+def test_cbam_keeps_no_gated_map_for_backward():
+    from mmattn.layers import CBAM
+    layer = CBAM(32, reduction=4)
+    x = torch.randn(2, 32, 8, 8, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append((t.numel(), t.data_ptr())) or t,
+                                                  lambda t: t):
+        layer.forward_residual(x, torch.randn(2, 32, 8, 8))
+    # full-size: x itself only (by the two Functions); everything else is small
+    assert {ptr for n, ptr in saved if n == x.numel()} == {x.data_ptr()}
+    assert sum(n for n, _ in saved if n < x.numel()) < x.numel()
 
 
 def test_may_overwrite():
