@@ -315,6 +315,8 @@ def op_handles() -> Dict[str, object]:
         'aten::max': _max_min('max'),
         'aten::min': _max_min('min'),
         'prim::PythonOp.RoIAlignFunction': _roi_align,
+        # mmattn.layers.helpers.var_mean (a two-pass var_mean with its own backward): as aten::var_mean
+        'prim::PythonOp._VarMean': _per_input('reduce:var_mean', REDUCTION_OPS['var_mean']),
     }
     for name, scale in ELEMENTWISE_OPS.items():
         handles[f'aten::{name}'] = _per_output(f'ew:{name.rstrip("_")}', scale)
