@@ -16,9 +16,10 @@ official code does not use it and its released checkpoints use per-stage lists (
 from typing import Union
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .helpers import check_positive_int, eca_kernel_size, may_overwrite
+from .helpers import ChannelGateResidual, check_positive_int, eca_kernel_size, may_overwrite
 
 
 class ECAModule(nn.Module):
@@ -58,10 +59,17 @@ class ECAModule(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(x)
 
+    def _gate_fn(self, z, weight):
+        """The 1-D conv gate on pooled z (B, C), functional (for :class:`ChannelGateResidual`)."""
+        b, c = z.shape
+        return F.conv1d(z.view(b, 1, c), weight, padding=(self.kernel_size - 1) // 2).sigmoid().view(b, c)
+
     def forward_residual(self, x: torch.Tensor, identity: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         """``identity + self(x)`` in one pass over the feature map (used by the attention blocks).
 
         ``inplace=True`` lets the result take x's memory when autograd does not need x.
         """
+        if not torch.compiler.is_compiling() and torch.is_grad_enabled() and x.requires_grad:
+            return ChannelGateResidual.apply(x, identity, self._gate_fn, *(self.conv.weight, ))
         gate = self.gate(x)
         return torch.addcmul(identity, x, gate, out=x if may_overwrite(inplace, x, identity) else None)

@@ -3,7 +3,7 @@
 Every check raises ``ValueError`` naming the argument, the value it got and what would be valid, so a
 wrong config fails at build time with a message that says how to fix it.
 
-The kernels (``var_mean``, ``may_overwrite``) are plain torch, each with the formula it computes; the tests compare them with the straightforward expressions, forward and backward.
+The kernels (``var_mean``, ``may_overwrite``, ``ChannelGateResidual``) are plain torch, each with the formula it computes; the tests compare them with the straightforward expressions, forward and backward.
 """
 import math
 from typing import Sequence
@@ -106,3 +106,38 @@ def may_overwrite(inplace: bool, *tensors: torch.Tensor) -> bool:
     """True when a layer asked to work ``inplace`` may write over its input: autograd needs none of
     ``tensors`` (inference, ``torch.no_grad``, frozen stages)."""
     return inplace and not (torch.is_grad_enabled() and any([t.requires_grad for t in tensors]))
+
+
+class ChannelGateResidual(torch.autograd.Function):
+    """``identity + x * s(mean_{H,W}(x))`` for a small channel-gate network ``s = gate_fn(z, *params)``
+    mapping (B, C) to (B, C) (SE's MLP, ECA's 1-D conv), with a backward that writes dx in one pass.
+
+    Autograd of the plain expressions materialises two full-size gradients of x (through the product
+    and through the mean) and adds them. With ``N = H W`` and ``ds = sum_{H,W}(g x)`` (the small
+    network's backward, recomputed from the saved pooled z, gives ``dz`` and the parameter grads)::
+
+        dx = g * s + dz / N,    d identity = g
+
+    Apply as ``ChannelGateResidual.apply(x, identity, gate_fn, *params)``; keeps x, z and params.
+    """
+
+    @staticmethod
+    def forward(ctx, x, identity, gate_fn, *params):
+        z = x.mean((2, 3))
+        ctx.save_for_backward(x, z)
+        ctx.gate_fn, ctx.params = gate_fn, params
+        return torch.addcmul(identity, x, gate_fn(z, *params)[:, :, None, None])
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, z = ctx.saved_tensors
+        wanted = [p for p in ctx.params if p is not None and p.requires_grad]
+        with torch.enable_grad():
+            z = z.detach().requires_grad_()
+            s = ctx.gate_fn(z, *ctx.params)
+        d_z, *d_wanted = torch.autograd.grad(s, [z] + wanted, (grad * x).sum((2, 3)))
+        n = x.shape[2] * x.shape[3]
+        grad_x = torch.addcmul((d_z / n)[:, :, None, None], grad, s.detach()[:, :, None, None])
+        d_wanted = iter(d_wanted)
+        d_params = [next(d_wanted) if p is not None and p.requires_grad else None for p in ctx.params]
+        return (grad_x, grad, None, *d_params)

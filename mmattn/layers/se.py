@@ -14,9 +14,10 @@ moskomule/senet.pytorch layout (28,071,976). Parameter names follow moskomule's 
 (``fc.0`` and ``fc.2`` are the two Linear layers), so its checkpoints load as they are.
 """
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .helpers import check_positive_int, may_overwrite, reduced_channels
+from .helpers import ChannelGateResidual, check_positive_int, may_overwrite, reduced_channels
 
 
 class SEModule(nn.Module):
@@ -52,10 +53,17 @@ class SEModule(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gate(x)
 
+    @staticmethod
+    def _gate_fn(z, w1, b1, w2, b2):
+        """The MLP on pooled z (B, C), functional (for :class:`ChannelGateResidual`'s backward)."""
+        return torch.sigmoid(F.linear(torch.relu(F.linear(z, w1, b1)), w2, b2))
+
     def forward_residual(self, x: torch.Tensor, identity: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         """``identity + self(x)`` in one pass over the feature map (used by the attention blocks).
 
         ``inplace=True`` lets the result take x's memory when autograd does not need x.
         """
+        if not torch.compiler.is_compiling() and torch.is_grad_enabled() and x.requires_grad:
+            return ChannelGateResidual.apply(x, identity, self._gate_fn, *(self.fc[0].weight, self.fc[0].bias, self.fc[2].weight, self.fc[2].bias))
         gate = self.gate(x)
         return torch.addcmul(identity, x, gate, out=x if may_overwrite(inplace, x, identity) else None)

@@ -128,6 +128,10 @@ class SpatialGroupEnhance(nn.Module):
         :class:`_SGEResidualFn`; under ``torch.compile`` the plain formula (inductor fuses it).
         """
         self._check(x)
+        if not torch.compiler.is_compiling() and not (x.is_contiguous() and identity.is_contiguous()):
+            # e.g. channels_last: the groups' matrix products read NCHW without copies; one copy each,
+            # and the block continues in NCHW
+            x, identity = x.contiguous(), identity.contiguous()
         b, c, h, w = x.shape
         if not torch.compiler.is_compiling() and torch.is_grad_enabled() \
                 and any([t.requires_grad for t in (x, identity, self.weight, self.bias)]):

@@ -191,6 +191,10 @@ class ShuffleAttention(nn.Module):
 
         ``inplace`` is accepted for the blocks' interface; the shuffled result cannot overwrite x.
         """
+        if not torch.compiler.is_compiling() and not (x.is_contiguous() and identity.is_contiguous()):
+            # e.g. channels_last: per-channel statistics over H, W and the shuffle views read NCHW 2-3x
+            # faster; one copy each, and the block continues in NCHW
+            x, identity = x.contiguous(), identity.contiguous()
         b, c, h, w = x.shape
         if self.groups % 2 or torch.compiler.is_compiling():
             # the plain formula (inductor fuses it; it cannot trace writes into strided out= views)

@@ -3,7 +3,7 @@ replace, forward and backward (float64 and float32), including the inputs that b
 import pytest
 import torch
 
-from mmattn.layers.helpers import may_overwrite, var_mean
+from mmattn.layers.helpers import ChannelGateResidual, may_overwrite, var_mean
 from mmattn.layers.cbam import _GatedChannelPools, _GatedResidual
 from mmattn.layers.sge import _SGEResidualFn
 from mmattn.layers.shuffle_attention import _sa_coefficients, _sa_residual, _SAResidualFn
@@ -166,6 +166,27 @@ def test_cbam_keeps_no_gated_map_for_backward():
     # full-size: x itself only (by the two Functions); everything else is small
     assert {ptr for n, ptr in saved if n == x.numel()} == {x.data_ptr()}
     assert sum(n for n, _ in saved if n < x.numel()) < x.numel()
+
+
+@pytest.mark.parametrize('name', ['se', 'se-nobias', 'eca'])
+def test_channel_gate_residual_passes_gradcheck(name):
+    from mmattn.layers import ECAModule, SEModule
+    torch.manual_seed(0)
+    layer = {'se': lambda: SEModule(8, reduction=2), 'se-nobias': lambda: SEModule(8, reduction=2, bias=False),
+             'eca': lambda: ECAModule(8, kernel_size=3)}[name]().double()
+    params = {'se': lambda: (layer.fc[0].weight, layer.fc[0].bias, layer.fc[2].weight, layer.fc[2].bias),
+              'eca': lambda: (layer.conv.weight, )}[name.split('-')[0]]()
+    x = torch.randn(2, 8, 3, 4, dtype=torch.float64, requires_grad=True)
+    identity = torch.randn(2, 8, 3, 4, dtype=torch.float64, requires_grad=True)
+    tensors = [p for p in params if p is not None]
+
+    def fn(x, identity, *ps):
+        it = iter(ps)
+        full = [next(it) if p is not None else None for p in params]
+        return ChannelGateResidual.apply(x, identity, layer._gate_fn, *full)
+
+    assert torch.autograd.gradcheck(fn, [x, identity] + tensors)
+    torch.testing.assert_close(fn(x, identity, *tensors), identity + layer(x))
 
 
 def test_may_overwrite():
