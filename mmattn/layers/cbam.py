@@ -21,7 +21,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .helpers import check_positive_int, may_overwrite, reduced_channels
+from .helpers import (check_positive_int, may_overwrite, memory_format_of, needs_grad, reduced_channels,
+                      use_custom_backward)
 
 _CHANNEL_POOLS = ('avg', 'max', 'lp', 'lse')
 _SPATIAL_POOLS = ('max', 'mean')
@@ -48,7 +49,7 @@ class _GatedChannelPools(torch.autograd.Function):
         b, c, h, w = x.shape
         d_max = torch.zeros_like(idx, dtype=x.dtype) if d_max is None else d_max
         d_mean = torch.zeros_like(idx, dtype=x.dtype) if d_mean is None else d_mean
-        d_xa = (d_mean / c).expand(b, c, h, w).contiguous(memory_format=_layout(x))
+        d_xa = (d_mean / c).expand(b, c, h, w).contiguous(memory_format=memory_format_of(x))
         d_xa.scatter_add_(1, idx, d_max)
         d_a = (x * d_mean).sum((2, 3)).div_(c)  # (a batched mat-vec product is 2x slower on CPU)
         d_a.scatter_add_(1, idx.view(b, h * w), (d_max * x.gather(1, idx)).view(b, h * w))
@@ -78,11 +79,6 @@ class _GatedResidual(torch.autograd.Function):
         return torch.mul(grad, s, out=u).mul_(a), d_a, d_s, grad
 
 
-def _layout(t: torch.Tensor):
-    return torch.channels_last if t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous() \
-        else torch.contiguous_format
-
-
 class ChannelGate(nn.Module):
     """CBAM channel gate: a shared MLP over global pools (``mlp`` = Flatten, Linear, ReLU, Linear)."""
 
@@ -104,7 +100,7 @@ class ChannelGate(nn.Module):
         if kind == 'max':
             # for backward: max with indices, like the official max_pool2d (keeps indices, not x, and
             # never compares x: the blocks rebuild x from the BN input); amax is 10x faster otherwise
-            return x.flatten(2).max(2).values if x.requires_grad and torch.is_grad_enabled() else x.amax((2, 3))
+            return x.flatten(2).max(2).values if needs_grad(x) else x.amax((2, 3))
         if kind == 'lp':  # L2 pool over the whole map
             return x.pow(2).sum((2, 3)).sqrt()
         return torch.logsumexp(x.flatten(2), dim=2)  # 'lse'
@@ -209,8 +205,7 @@ class CBAM(nn.Module):
 
         ``inplace=True`` lets the result take x's memory when autograd does not need x.
         """
-        if self.SpatialGate is not None and not torch.compiler.is_compiling() and torch.is_grad_enabled() \
-                and x.requires_grad:
+        if self.SpatialGate is not None and use_custom_backward(x):
             # with autograd: the channel-gated map x * a is never kept (nor written twice), see the Functions
             a = self.ChannelGate.gate(x)
             pools = dict(zip(('max', 'mean'), _GatedChannelPools.apply(x, a)))

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .helpers import ChannelGateResidual, check_positive_int, eca_kernel_size, may_overwrite
+from .helpers import ChannelGateResidual, check_positive_int, eca_kernel_size, may_overwrite, use_custom_backward
 
 
 class ECAModule(nn.Module):
@@ -69,7 +69,7 @@ class ECAModule(nn.Module):
 
         ``inplace=True`` lets the result take x's memory when autograd does not need x.
         """
-        if not torch.compiler.is_compiling() and torch.is_grad_enabled() and x.requires_grad:
-            return ChannelGateResidual.apply(x, identity, self._gate_fn, *(self.conv.weight, ))
+        if use_custom_backward(x):
+            return ChannelGateResidual.apply(x, identity, self._gate_fn, self.conv.weight)
         gate = self.gate(x)
         return torch.addcmul(identity, x, gate, out=x if may_overwrite(inplace, x, identity) else None)

@@ -3,7 +3,9 @@
 Every check raises ``ValueError`` naming the argument, the value it got and what would be valid, so a
 wrong config fails at build time with a message that says how to fix it.
 
-The kernels (``var_mean``, ``may_overwrite``, ``ChannelGateResidual``) are plain torch, each with the formula it computes; the tests compare them with the straightforward expressions, forward and backward.
+The kernels (``var_mean``, ``ChannelGateResidual``) and the mode checks (``needs_grad``, ``may_overwrite``,
+``use_custom_backward``, ``memory_format_of``) are plain torch; each kernel states the formula it
+computes, and the tests compare it with the straightforward expression, forward and backward.
 """
 import math
 from typing import Sequence
@@ -102,10 +104,28 @@ def var_mean(x: torch.Tensor, dims: Sequence[int], correction: int = 0):
     return _VarMean.apply(x, dims, correction)
 
 
+def needs_grad(*tensors: torch.Tensor) -> bool:
+    """True when autograd records operations on any of ``tensors`` (grad mode on, one requires grad)."""
+    return torch.is_grad_enabled() and any([t.requires_grad for t in tensors])
+
+
 def may_overwrite(inplace: bool, *tensors: torch.Tensor) -> bool:
     """True when a layer asked to work ``inplace`` may write over its input: autograd needs none of
     ``tensors`` (inference, ``torch.no_grad``, frozen stages)."""
-    return inplace and not (torch.is_grad_enabled() and any([t.requires_grad for t in tensors]))
+    return inplace and not needs_grad(*tensors)
+
+
+def use_custom_backward(*tensors: torch.Tensor) -> bool:
+    """Whether a layer takes its hand-written autograd Function: autograd needs ``tensors`` and this is
+    eager mode (under ``torch.compile`` the layers use their plain formulas, which inductor fuses)."""
+    return not torch.compiler.is_compiling() and needs_grad(*tensors)
+
+
+def memory_format_of(t: torch.Tensor) -> torch.memory_format:
+    """``torch.channels_last`` for a 4-D NHWC-contiguous tensor that is not NCHW-contiguous, else
+    ``torch.contiguous_format`` (to allocate gradients in their input's layout)."""
+    nhwc = t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+    return torch.channels_last if nhwc else torch.contiguous_format
 
 
 class ChannelGateResidual(torch.autograd.Function):

@@ -25,7 +25,7 @@ import contextlib
 import torch
 from torch import nn
 
-from .helpers import var_mean
+from .helpers import use_custom_backward, var_mean
 
 
 class _Recipe:
@@ -83,7 +83,7 @@ def recompute_bn_output(norm: nn.Module, u: torch.Tensor, x: torch.Tensor):
 
     A no-op context where that would not be exact or not pay off (see the module docstring).
     """
-    if torch.compiler.is_compiling() or not (torch.is_grad_enabled() and x.requires_grad):
+    if not use_custom_backward(x):
         return contextlib.nullcontext()
     batch_stats = norm.training or not norm.track_running_stats
     exact = isinstance(norm, nn.modules.batchnorm._BatchNorm) and (type(norm) is nn.BatchNorm2d or not batch_stats)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .helpers import ChannelGateResidual, check_positive_int, may_overwrite, reduced_channels
+from .helpers import ChannelGateResidual, check_positive_int, may_overwrite, reduced_channels, use_custom_backward
 
 
 class SEModule(nn.Module):
@@ -63,7 +63,8 @@ class SEModule(nn.Module):
 
         ``inplace=True`` lets the result take x's memory when autograd does not need x.
         """
-        if not torch.compiler.is_compiling() and torch.is_grad_enabled() and x.requires_grad:
-            return ChannelGateResidual.apply(x, identity, self._gate_fn, *(self.fc[0].weight, self.fc[0].bias, self.fc[2].weight, self.fc[2].bias))
+        if use_custom_backward(x):
+            fc1, fc2 = self.fc[0], self.fc[2]
+            return ChannelGateResidual.apply(x, identity, self._gate_fn, fc1.weight, fc1.bias, fc2.weight, fc2.bias)
         gate = self.gate(x)
         return torch.addcmul(identity, x, gate, out=x if may_overwrite(inplace, x, identity) else None)

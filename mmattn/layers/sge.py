@@ -17,7 +17,7 @@ give NaN in the official code, so it is refused here.
 import torch
 from torch import nn
 
-from .helpers import check_divisible, check_positive_int, may_overwrite, var_mean
+from .helpers import check_divisible, check_positive_int, may_overwrite, use_custom_backward, var_mean
 
 
 def _score(xg: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
@@ -133,8 +133,7 @@ class SpatialGroupEnhance(nn.Module):
             # and the block continues in NCHW
             x, identity = x.contiguous(), identity.contiguous()
         b, c, h, w = x.shape
-        if not torch.compiler.is_compiling() and torch.is_grad_enabled() \
-                and any([t.requires_grad for t in (x, identity, self.weight, self.bias)]):
+        if use_custom_backward(x, identity, self.weight, self.bias):
             return _SGEResidualFn.apply(x, identity, self.weight, self.bias, self.groups, self.eps)
         shape = (b, self.groups, c // self.groups, h, w)
         gate, xg = self.gate(x), x.view(shape)

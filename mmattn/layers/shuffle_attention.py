@@ -27,7 +27,7 @@ by :class:`_SAResidualFn` (with a hand-written backward). Odd G, ``forward`` out
 import torch
 from torch import nn
 
-from .helpers import check_divisible, check_positive_int, var_mean
+from .helpers import check_divisible, check_positive_int, memory_format_of, needs_grad, var_mean
 
 
 def _sa_coefficients(x6: torch.Tensor, params, eps: float):
@@ -107,7 +107,7 @@ class _SAResidualFn(torch.autograd.Function):
         groups, half, n, hw = ctx.groups, c // (2 * ctx.groups), h * w, (-2, -1)
         c0, a1, c1, m0, m1, rstd = (t.view(b, 2, groups // 2, half, 1, 1) for t in (c0, a1, c1, m0, m1, rstd))
         x0, x1 = _halves(x, groups, half, shuffled=False)
-        g0, g1 = _halves(grad.contiguous(memory_format=_memory_format(x)), groups, half, shuffled=True)
+        g0, g1 = _halves(grad.contiguous(memory_format=memory_format_of(x)), groups, half, shuffled=True)
         grad_x = torch.empty_like(x)
         gx0, gx1 = _halves(grad_x, groups, half, shuffled=False)
         # channel half
@@ -126,11 +126,6 @@ class _SAResidualFn(torch.autograd.Function):
         grads = ((k0 * m0).sum(red), k0.sum(red), (big_a * gw * rstd + big_c * gb).sum(red), big_c.sum(red),
                  (big_a * sw * rstd).sum(red), (big_c * sw).sum(red))
         return (grad_x, grad, None, None) + grads
-
-
-def _memory_format(t: torch.Tensor):
-    return torch.channels_last if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) \
-        and not t.is_contiguous() else torch.contiguous_format
 
 
 class ShuffleAttention(nn.Module):
@@ -200,7 +195,7 @@ class ShuffleAttention(nn.Module):
             # the plain formula (inductor fuses it; it cannot trace writes into strided out= views)
             return torch.add(identity.reshape(b, c // 2, 2, h, w), self._gated(x).transpose(1, 2)).view(b, c, h, w)
         params = self._params(c // (2 * self.groups))
-        if torch.is_grad_enabled() and any([t.requires_grad for t in (x, identity) + params]):
+        if needs_grad(x, identity, *params):
             return _SAResidualFn.apply(x, identity, self.groups, self.gn.eps, *params)
         coefficients = _sa_coefficients(x.view(b, self.groups, 2, -1, h, w), params, self.gn.eps)[:3]
         return _sa_residual(x, identity, self.groups, coefficients, torch.empty_like(identity))
