@@ -24,8 +24,6 @@ warnings.filterwarnings(
     'ignore', message='pkg_resources is deprecated', category=UserWarning)
 
 from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
-from mmengine.registry import RUNNERS  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
 
 try:
     import mmattn  # noqa: F401
@@ -33,9 +31,9 @@ except ImportError:  # a source checkout that is not pip-installed
     sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
 
 import mmattn.models  # noqa: E402,F401  registers the mmattn backbones
-from mmattn.utils import (ConfigCheckError, check_checkpoint_path,  # noqa
-                          check_config, register_checkpoint_safe_globals,
-                          setup_cpu_distributed)
+from mmattn.utils import (ConfigCheckError, build_runner,  # noqa
+                          check_checkpoint_path, check_config, load_config,
+                          register_checkpoint_safe_globals)
 from mmdet.engine.hooks.utils import trigger_visualization_hook  # noqa: E402
 from mmdet.evaluation import DumpDetResults  # noqa: E402
 from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
@@ -143,17 +141,8 @@ def main():
     # testing speed.
     setup_cache_size_limit_of_dynamo()
 
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-
-    # work_dir priority: CLI > config > ./work_dirs/<config name>
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args.config, args.launcher, args.cfg_options,
+                      args.work_dir)
 
     try:
         check_checkpoint_path(args.checkpoint, 'the checkpoint argument')
@@ -179,15 +168,7 @@ def main():
     if args.tta:
         enable_tta(cfg)
 
-    dist_msg = setup_cpu_distributed(cfg, args.launcher)
-
-    # build the runner from config
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
-    if dist_msg is not None:
-        runner.logger.info(dist_msg)
+    runner = build_runner(cfg, args.launcher)
 
     # add `DumpResults` dummy metric
     if args.out is not None:

@@ -32,8 +32,6 @@ warnings.filterwarnings(
 import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
-from mmengine.registry import RUNNERS  # noqa: E402
-from mmengine.runner import Runner  # noqa: E402
 
 try:
     import mmattn  # noqa: F401
@@ -41,9 +39,9 @@ except ImportError:  # a source checkout that is not pip-installed
     sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
 
 import mmattn.models  # noqa: E402,F401  registers the mmattn backbones
-from mmattn.utils import (ConfigCheckError, check_checkpoint_path,  # noqa
-                          check_config, register_checkpoint_safe_globals,
-                          setup_cpu_distributed)
+from mmattn.utils import (ConfigCheckError, build_runner,  # noqa
+                          check_checkpoint_path, check_config, load_config,
+                          register_checkpoint_safe_globals)
 from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
 
 
@@ -95,17 +93,8 @@ def parse_args():
 
 def build_cfg(args) -> Config:
     """Load the config and apply the command line options to it."""
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-
-    # work_dir priority: CLI > config > ./work_dirs/<config name>
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    cfg = load_config(args.config, args.launcher, args.cfg_options,
+                      args.work_dir)
 
     if args.amp:
         optim_wrapper = cfg.optim_wrapper.type
@@ -160,16 +149,7 @@ def main():
     except ConfigCheckError as e:
         sys.exit(f'{osp.basename(__file__)}: error: {e}')
 
-    dist_msg = setup_cpu_distributed(cfg, args.launcher)
-
-    # build the runner from config
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
-    if dist_msg is not None:
-        runner.logger.info(dist_msg)
-
+    runner = build_runner(cfg, args.launcher)
     runner.train()
 
 
