@@ -18,8 +18,10 @@ Every converter follows the same steps:
 
 This module is imported by the converter scripts (they sit in the same folder) and by the tests.
 """
+import argparse
 import os.path as osp
 import re
+import sys
 from collections import Counter, OrderedDict
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -306,3 +308,32 @@ def report(cfg: dict, info: dict, dst: str, dropped: Sequence[str], prefix: str,
     if extra:
         lines.append(extra)
     return '\n'.join(lines)
+
+
+# ----------------------------------------------------------------------------- command line
+def converter_parser(description: str, src_help: str) -> argparse.ArgumentParser:
+    """The arguments every converter takes: src, dst, --depth, --prefix, --ema, --trust-source."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('src', help=src_help)
+    parser.add_argument('dst', help='output mmattn backbone checkpoint (.pth)')
+    parser.add_argument('--depth', type=int, choices=(18, 34, 50, 101, 152),
+                        help='expected depth (default: detected from the block counts)')
+    parser.add_argument('--prefix', default='', help="prefix every key, e.g. 'backbone.'")
+    parser.add_argument('--ema', action='store_true', help='convert the state_dict_ema entry')
+    parser.add_argument('--trust-source', action='store_true',
+                        help='allow torch.load(weights_only=False) for pickles that need it')
+    return parser
+
+
+def run_converter(name: str, args, load, convert) -> int:
+    """Load ``args.src`` with ``load(path, trust_source)``, ``convert`` it (returns state, cfg, info,
+    dropped keys), save to ``args.dst`` and print the report; a ConversionError prints why and
+    returns 1."""
+    try:
+        state, cfg, info, dropped = convert(load(args.src, args.trust_source))
+        save_checkpoint(state, args.dst, args.prefix, dict(converter=name, source=args.src, backbone=cfg))
+    except ConversionError as err:
+        print(f'ERROR: cannot convert {args.src}: {err}', file=sys.stderr)
+        return 1
+    print(report(cfg, info, args.dst, dropped, args.prefix))
+    return 0

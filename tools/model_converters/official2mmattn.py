@@ -34,13 +34,12 @@ Usage::
     python tools/model_converters/official2mmattn.py eca_resnet50_k3557.pth.tar \
         checkpoints/eca_resnet50_k3557_mmattn.pth
 """
-import argparse
 import re
 import sys
 from collections import OrderedDict
 
-from convert_utils import (ConversionError, describe_source, extract_state_dict, infer_depth, load_source,
-                           per_stage_values, report, save_checkpoint, split_by_prefix, strip_prefix, uniform,
+from convert_utils import (ConversionError, converter_parser, describe_source, extract_state_dict, infer_depth,
+                           load_source, per_stage_values, run_converter, split_by_prefix, strip_prefix, uniform,
                            verify_and_export)
 
 ARCHS = ('eca', 'sa', 'cbam', 'sge', 'epsa', 'se', 'resnet')
@@ -170,33 +169,15 @@ def convert(obj, arch=None, depth=None, use_ema=False, source_name='the source')
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('src', help='official checkpoint (.pth / .pth.tar)')
-    parser.add_argument('dst', help='output mmattn backbone checkpoint (.pth)')
+    parser = converter_parser(__doc__.split('\n\n')[0], 'official checkpoint (.pth / .pth.tar)')
     parser.add_argument('--arch', choices=ARCHS, help='expected official layout (default: detected)')
-    parser.add_argument('--depth', type=int, choices=(18, 34, 50, 101, 152),
-                        help='expected depth (default: detected from the block counts)')
-    parser.add_argument('--prefix', default='', help="prefix every key, e.g. 'backbone.'")
-    parser.add_argument('--ema', action='store_true', help='convert the state_dict_ema entry')
-    parser.add_argument('--trust-source', action='store_true',
-                        help='allow torch.load(weights_only=False) for pickles that need it')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        obj = load_source(args.src, args.trust_source)
-        state, cfg, info, dropped = convert(obj, args.arch, args.depth, args.ema, source_name=args.src)
-        meta = dict(converter='official2mmattn', source=args.src, backbone=cfg)
-        save_checkpoint(state, args.dst, args.prefix, meta)
-    except ConversionError as err:
-        print(f'ERROR: cannot convert {args.src}: {err}', file=sys.stderr)
-        return 1
-    print(report(cfg, info, args.dst, dropped, args.prefix))
-    return 0
-
+    return run_converter('official2mmattn', args, load_source,
+                         lambda obj: convert(obj, args.arch, args.depth, args.ema, source_name=args.src))
 
 if __name__ == '__main__':
     sys.exit(main())

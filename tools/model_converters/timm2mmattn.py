@@ -34,13 +34,12 @@ Usage::
 
     python tools/model_converters/timm2mmattn.py seresnet50.pth checkpoints/seresnet50_timm_mmattn.pth
 """
-import argparse
 import re
 import sys
 from collections import OrderedDict
 
-from convert_utils import (ConversionError, describe_source, extract_state_dict, infer_depth, load_source,
-                           per_stage_values, report, save_checkpoint, split_by_prefix, strip_prefix,
+from convert_utils import (ConversionError, converter_parser, describe_source, extract_state_dict, infer_depth,
+                           load_source, per_stage_values, run_converter, split_by_prefix, strip_prefix,
                            verify_and_export)
 from official2mmattn import se_config
 
@@ -133,18 +132,8 @@ def convert(obj, depth=None, use_ema=False, source_name='the source'):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('src', help='timm checkpoint (.pth / .bin of model.state_dict(), or a timm train '
-                        'checkpoint with state_dict / state_dict_ema)')
-    parser.add_argument('dst', help='output mmattn backbone checkpoint (.pth)')
-    parser.add_argument('--depth', type=int, choices=(18, 34, 50, 101, 152),
-                        help='expected depth (default: detected from the block counts)')
-    parser.add_argument('--prefix', default='', help="prefix every key, e.g. 'backbone.'")
-    parser.add_argument('--ema', action='store_true', help='convert the state_dict_ema entry')
-    parser.add_argument('--trust-source', action='store_true',
-                        help='allow torch.load(weights_only=False) for pickles that need it')
-    return parser.parse_args(argv)
+    return converter_parser(__doc__.split('\n\n')[0], 'timm checkpoint (.pth / .bin of model.state_dict(), '
+                            'or a timm train checkpoint with state_dict / state_dict_ema)').parse_args(argv)
 
 
 def load_timm_file(path, trust_source=False):
@@ -161,16 +150,8 @@ def load_timm_file(path, trust_source=False):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        obj = load_timm_file(args.src, args.trust_source)
-        state, cfg, info, dropped = convert(obj, args.depth, args.ema, source_name=args.src)
-        save_checkpoint(state, args.dst, args.prefix, dict(converter='timm2mmattn', source=args.src, backbone=cfg))
-    except ConversionError as err:
-        print(f'ERROR: cannot convert {args.src}: {err}', file=sys.stderr)
-        return 1
-    print(report(cfg, info, args.dst, dropped, args.prefix))
-    return 0
-
+    return run_converter('timm2mmattn', args, load_timm_file,
+                         lambda obj: convert(obj, args.depth, args.ema, source_name=args.src))
 
 if __name__ == '__main__':
     sys.exit(main())
