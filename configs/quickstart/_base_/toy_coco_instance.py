@@ -1,13 +1,8 @@
-# The synthetic toy COCO data of mmattn (circles, rectangles and triangles):
-# generate it with `python tools/misc/make_toy_coco.py --out data/toy_coco`.
-# Small images, single-process loading (CPU friendly), bbox + segm metrics.
-_base_ = 'mmdet::_base_/datasets/coco_instance.py'
+# The synthetic toy COCO data of mmattn with instance masks: the detection
+# settings of toy_coco_detection.py, plus masks in the pipelines and the segm
+# metric (as mmdet's coco_instance.py is to coco_detection.py).
+_base_ = './toy_coco_detection.py'
 
-dataset_type = 'CocoDataset'
-data_root = 'data/toy_coco/'
-metainfo = dict(
-    classes=('circle', 'rectangle', 'triangle'),
-    palette=[(220, 20, 60), (0, 128, 255), (0, 200, 80)])
 image_scale = (128, 128)
 backend_args = None
 
@@ -27,36 +22,9 @@ test_pipeline = [
         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
                    'scale_factor'))
 ]
-# num_workers=0 loads in the main process; persistent_workers must then be
-# False (torch refuses persistent workers without workers).
-train_dataloader = dict(
-    batch_size=4,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/instances_train.json',
-        data_prefix=dict(img='train/'),
-        filter_cfg=dict(filter_empty_gt=True, min_size=4),
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=4,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/instances_val.json',
-        data_prefix=dict(img='val/'),
-        pipeline=test_pipeline))
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
-val_evaluator = dict(
-    type='CocoMetric',
-    ann_file=data_root + 'annotations/instances_val.json',
-    metric=['bbox', 'segm'],
-    format_only=False)
+val_evaluator = dict(metric=['bbox', 'segm'])
 test_evaluator = val_evaluator
