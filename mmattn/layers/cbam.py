@@ -21,62 +21,89 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .helpers import (check_positive_int, may_overwrite, memory_format_of, needs_grad, reduced_channels,
+from .helpers import (check_positive_int, may_overwrite, needs_grad, reduced_channels,
                       use_custom_backward)
 
 _CHANNEL_POOLS = ('avg', 'max', 'lp', 'lse')
 _SPATIAL_POOLS = ('max', 'mean')
 
 
-class _GatedChannelPools(torch.autograd.Function):
-    """``max_C(x a)`` and ``mean_C(x a)`` (B, 1, H, W) for a channel gate ``a`` (B, C, 1, 1), keeping x,
-    ``a`` and the argmax channels, not the full-size ``x a``.
+class _CBAMResidualFn(torch.autograd.Function):
+    """``identity + CBAM(x)`` with a backward that writes dx once and keeps no full-size map but x.
 
-    Backward, with ``c*(p)`` the argmax channel at position p: ``d(x a) = d_mean / C`` everywhere plus
-    ``d_max`` at ``c*(p)``; ``dx = a d(x a)``; ``da_c = (x_c . d_mean) / C + sum_{p: c*(p) = c} d_max_p x_{c,p}``.
+    Forward: ``a = sigmoid(sum_k MLP(pool_k(x)))`` over the pools avg / max of H, W (max with its argmax
+    ``p*(c)``); ``x a`` is formed once, pooled over C (max with its argmax ``c*(p)``, mean) and then holds
+    the output ``identity + x a s`` with ``s = sigmoid(BN(conv(pools)))``. The two small networks (MLP;
+    conv + BN) run with autograd on detached inputs; their graphs are kept (small tensors only) and
+    differentiated in the backward, so a train-mode BN updates its running statistics once.
+
+    Backward, with ``g`` the output gradient, ``N = H W``, sums over p = (h, w) or c::
+
+        ds      = sum_c a_c g_c x_c                    -> spatial net -> d_max_C, d_mean_C (B, 1, H, W)
+        da_c    = sum_p g x s + sum_p x_c d_mean_C / C + sum_{p: c*(p) = c} x_c d_max_C
+                                                       -> MLP -> d_avg, d_max_HW (B, C)
+        dx      = a (g s + d_mean_C / C) + d_avg / N + [c = c*(p)] a_c d_max_C + [p = p*(c)] d_max_HW
+        d identity = g
+
+    Apply as ``_CBAMResidualFn.apply(x, identity, cbam, *cbam.parameters())`` (MLP, spatial conv and BN;
+    those that require grad get their gradients). Channel pools: a subset of avg, max.
     """
 
     @staticmethod
-    def forward(ctx, x, a):
-        xa = x * a
-        mx, idx = xa.max(1, keepdim=True)
-        ctx.save_for_backward(x, a, idx)
-        return mx, xa.mean(1, keepdim=True)
-
-    @staticmethod
-    def backward(ctx, d_max, d_mean):
-        x, a, idx = ctx.saved_tensors
+    def forward(ctx, x, identity, cbam, *params):
         b, c, h, w = x.shape
-        d_max = torch.zeros_like(idx, dtype=x.dtype) if d_max is None else d_max
-        d_mean = torch.zeros_like(idx, dtype=x.dtype) if d_mean is None else d_mean
-        d_xa = (d_mean / c).expand(b, c, h, w).contiguous(memory_format=memory_format_of(x))
-        d_xa.scatter_add_(1, idx, d_max)
-        d_a = (x * d_mean).sum((2, 3)).div_(c)  # (a batched mat-vec product is 2x slower on CPU)
-        d_a.scatter_add_(1, idx.view(b, h * w), (d_max * x.gather(1, idx)).view(b, h * w))
-        return d_xa.mul_(a), d_a.view(a.shape)
-
-
-class _GatedResidual(torch.autograd.Function):
-    """``identity + x a s`` for gates ``a`` (B, C, 1, 1) and ``s`` (B, 1, H, W), keeping x, a, s only.
-
-    Backward, with ``u = g x``: ``ds = sum_c a_c u_c`` (a batched vector-matrix product),
-    ``da = sum_p s_p u_p``, ``dx = g s a`` (written into u's memory), ``d identity = g``.
-    """
-
-    @staticmethod
-    def forward(ctx, x, a, s, identity):
-        ctx.save_for_backward(x, a, s)
-        out = x * a
-        return torch.addcmul(identity, out, s, out=out)
+        pools = {'avg': lambda: x.mean((2, 3))}
+        if 'max' in cbam.ChannelGate.pool_types:
+            mx, idx_hw = x.flatten(2).max(2)
+            pools['max'] = lambda: mx
+        with torch.enable_grad():
+            pooled = torch.cat([pools[k]() for k in cbam.ChannelGate.pool_types]).requires_grad_()
+            a = cbam.ChannelGate.gate_from_pools(pooled, b)
+        xa = x * a.detach()
+        mx_c, idx_c = xa.max(1, keepdim=True)
+        spatial = {'max': mx_c, 'mean': xa.mean(1, keepdim=True)}
+        with torch.enable_grad():
+            sp_in = torch.cat([spatial[k] for k in cbam.SpatialGate.pool_order], dim=1).requires_grad_()
+            s = cbam.SpatialGate.gate_from_pools(sp_in)
+        ctx.save_for_backward(x, a.detach(), s.detach(), idx_c, idx_hw if 'max' in pools else None)
+        ctx.graphs = (pooled, a, sp_in, s)
+        ctx.pool_types, ctx.pool_order = cbam.ChannelGate.pool_types, cbam.SpatialGate.pool_order
+        ctx.param_needs = [p.requires_grad for p in params]
+        ctx.params = params
+        return torch.addcmul(identity, xa, s.detach(), out=xa)
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        x, a, s = ctx.saved_tensors
+        x, a, s, idx_c, idx_hw = ctx.saved_tensors
+        pooled, a_graph, sp_in, s_graph = ctx.graphs
+        params = [p for p, need in zip(ctx.params, ctx.param_needs) if need]
         b, c, h, w = x.shape
-        u = grad * x
-        d_s = torch.matmul(a.reshape(b, 1, c), u.flatten(2)).view(s.shape)
-        d_a = (u * s).sum((2, 3), keepdim=True)  # (a batched mat-vec product is 2x slower on CPU)
-        return torch.mul(grad, s, out=u).mul_(a), d_a, d_s, grad
+        # one full-size buffer in x's layout: g x, then g x s, then x d_mean_C, then dx
+        buf = torch.mul(grad, x, out=torch.empty_like(x))
+        d_s = torch.matmul(a.reshape(b, 1, c), buf.flatten(2)).view(s.shape)
+        d_a = buf.mul_(s).sum((2, 3))  # (a batched mat-vec product is 2x slower on CPU than mul + sum)
+        # spatial network, then the channel pools of x a
+        # (retain_graph: the small graphs die with ctx; a retained outer graph may be differentiated again)
+        d_sp = torch.autograd.grad(s_graph, [sp_in] + params, d_s, retain_graph=True, allow_unused=True)
+        d_pool = dict(zip(ctx.pool_order, d_sp[0].split(1, dim=1)))
+        d_mean_c = d_pool['mean'] / c
+        d_a += torch.mul(x, d_mean_c, out=buf).sum((2, 3))
+        d_a.scatter_add_(1, idx_c.view(b, h * w), (d_pool['max'] * x.gather(1, idx_c)).view(b, h * w))
+        # MLP, then the channel pools of x
+        d_ch = torch.autograd.grad(a_graph, [pooled] + params, d_a.view(a_graph.shape), retain_graph=True,
+                                   allow_unused=True)
+        d_pools = dict(zip(ctx.pool_types, d_ch[0].view(len(ctx.pool_types), b, c)))
+        grad_x = torch.addcmul(d_mean_c, grad, s, out=buf)
+        shift = d_pools['avg'][:, :, None, None] / (h * w) if 'avg' in d_pools else torch.zeros_like(a)
+        torch.addcmul(shift, grad_x, a, out=grad_x)
+        a_at_max = a.view(b, c).gather(1, idx_c.view(b, h * w)).view(idx_c.shape)
+        grad_x.scatter_add_(1, idx_c, d_pool['max'] * a_at_max)
+        if 'max' in d_pools:
+            grad_x.flatten(2).scatter_add_(2, idx_hw[:, :, None], d_pools['max'][:, :, None])
+        d_params = iter([(ds if ds is not None else torch.zeros_like(p)) + (dc if dc is not None else 0)
+                         for p, ds, dc in zip(params, d_sp[1:], d_ch[1:])])
+        return (grad_x, grad, None) + tuple([next(d_params) if need else None for need in ctx.param_needs])
 
 
 class ChannelGate(nn.Module):
@@ -107,9 +134,12 @@ class ChannelGate(nn.Module):
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """The (B, C, 1, 1) channel gate."""
-        # one MLP call over the stacked pools (same weights, same result as one call per pool)
-        pooled = torch.cat([self._pool(x, kind) for kind in self.pool_types])
-        logits = self.mlp(pooled).view(len(self.pool_types), *x.shape[:2]).sum(0)
+        return self.gate_from_pools(torch.cat([self._pool(x, kind) for kind in self.pool_types]), x.shape[0])
+
+    def gate_from_pools(self, pooled: torch.Tensor, batch: int) -> torch.Tensor:
+        """The gate from the pools stacked along the batch dim, (len(pool_types) * B, C): one MLP call
+        (same weights, same result as one call per pool)."""
+        logits = self.mlp(pooled).view(len(self.pool_types), batch, -1).sum(0)
         return torch.sigmoid(logits)[:, :, None, None]
 
     def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
@@ -143,7 +173,10 @@ class SpatialGate(nn.Module):
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """The (B, 1, H, W) spatial gate."""
         pools = {'max': lambda: x.amax(1, keepdim=True), 'mean': lambda: x.mean(1, keepdim=True)}
-        pooled = torch.cat([pools[p]() for p in self.pool_order], dim=1)
+        return self.gate_from_pools(torch.cat([pools[p]() for p in self.pool_order], dim=1))
+
+    def gate_from_pools(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The gate from the (B, 2, H, W) channel pools in ``pool_order``."""
         return torch.sigmoid(self.spatial(pooled))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -205,13 +238,11 @@ class CBAM(nn.Module):
 
         ``inplace=True`` lets the result take x's memory when autograd does not need x.
         """
-        if self.SpatialGate is not None and use_custom_backward(x):
-            # with autograd: the channel-gated map x * a is never kept (nor written twice), see the Functions
-            a = self.ChannelGate.gate(x)
-            pools = dict(zip(('max', 'mean'), _GatedChannelPools.apply(x, a)))
-            spatial = self.SpatialGate
-            s = torch.sigmoid(spatial.spatial(torch.cat([pools[p] for p in spatial.pool_order], dim=1)))
-            return _GatedResidual.apply(x, a, s, identity)
+        params = list(self.parameters())
+        if self.SpatialGate is not None and use_custom_backward(x, *params) \
+                and set(self.ChannelGate.pool_types) <= {'avg', 'max'}:
+            # with autograd: x a is formed once and kept by nobody; dx is written once (see the Function)
+            return _CBAMResidualFn.apply(x, identity, self, *params)
         inplace = may_overwrite(inplace, x, identity)
         x = self.ChannelGate(x, inplace=inplace)
         if self.SpatialGate is None:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mmattn.layers.helpers import ChannelGateResidual, may_overwrite, var_mean
-from mmattn.layers.cbam import _GatedChannelPools, _GatedResidual
+from mmattn.layers.cbam import CBAM
 from mmattn.layers.sge import _SGEResidualFn
 from mmattn.layers.shuffle_attention import _sa_coefficients, _sa_residual, _SAResidualFn
 
@@ -139,20 +139,57 @@ def test_sge_equals_plain_autograd(dtype, tol):
         torch.testing.assert_close(gm, gr, rtol=tol * 10, atol=tol * 10)
 
 
-@pytest.mark.parametrize('channels_last', [False, True])
-def test_cbam_functions_pass_gradcheck(channels_last):
+def _cbam(dtype=torch.float32, **kwargs):
     torch.manual_seed(0)
+    layer = CBAM(16, reduction=4, **kwargs).to(dtype)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.copy_(torch.randn_like(p) * 0.5 + 0.1)
+    return layer
+
+
+def _plain_cbam_residual(layer, x, identity):
+    """identity + CBAM(x) by autograd of the plain expressions (no custom backward)."""
+    ch = layer.ChannelGate
+    pools = {'avg': x.mean((2, 3)), 'max': x.flatten(2).max(2).values}
+    logits = sum(ch.mlp(pools[k]) for k in ch.pool_types)
+    xa = x * torch.sigmoid(logits)[:, :, None, None]
+    sp = {'max': xa.max(1, keepdim=True).values, 'mean': xa.mean(1, keepdim=True)}
+    s = torch.sigmoid(layer.SpatialGate.spatial(torch.cat([sp[k] for k in layer.SpatialGate.pool_order], 1)))
+    return identity + xa * s
+
+
+@pytest.mark.parametrize('train', [False, True], ids=['bn_eval', 'bn_train'])
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_cbam_backward_passes_gradcheck(channels_last, train):
+    layer = _cbam(torch.float64).train(train)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    x = torch.randn(2, 5, 3, 4, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_()
-    a = torch.rand(2, 5, 1, 1, dtype=torch.float64, requires_grad=True)
-    s = torch.rand(2, 1, 3, 4, dtype=torch.float64, requires_grad=True)
-    identity = torch.randn(2, 5, 3, 4, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(_GatedChannelPools.apply, (x, a))
-    assert torch.autograd.gradcheck(_GatedResidual.apply, (x, a, s, identity))
-    mx, mean = _GatedChannelPools.apply(x, a)
-    torch.testing.assert_close(mx, (x * a).amax(1, keepdim=True))
-    torch.testing.assert_close(mean, (x * a).mean(1, keepdim=True))
-    torch.testing.assert_close(_GatedResidual.apply(x, a, s, identity), identity + x * a * s)
+    x = torch.randn(2, 16, 3, 4, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_()
+    identity = torch.randn(2, 16, 3, 4, dtype=torch.float64, requires_grad=True)
+    params = tuple(layer.parameters())
+    fn = lambda x, identity, *p: layer.forward_residual(x, identity)  # noqa: E731 (params as inputs)
+    assert torch.autograd.gradcheck(fn, (x, identity) + params)
+
+
+@pytest.mark.parametrize('kwargs', [{}, dict(pool_types=('max', 'avg'), spatial_pool_order=('mean', 'max')),
+                                    dict(pool_types=('avg', )), dict(pool_types=('max', ))],
+                         ids=['official', 'timm-order', 'avg-only', 'max-only'])
+@pytest.mark.parametrize('dtype,tol', [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_cbam_equals_plain_autograd(dtype, tol, kwargs):
+    """Fused forward/backward == autograd of the plain expressions: output, input and parameter
+    gradients, and (train mode) the spatial BN's running statistics, updated once."""
+    fused, plain = _cbam(dtype, **kwargs).train(), _cbam(dtype, **kwargs).train()
+    x = torch.randn(3, 16, 6, 5, dtype=dtype)
+    identity = torch.randn(3, 16, 6, 5, dtype=dtype)
+    (y1, ), g1 = _grads(lambda x, i: fused.forward_residual(x, i), x, identity)
+    (y2, ), g2 = _grads(lambda x, i: _plain_cbam_residual(plain, x, i), x, identity)
+    torch.testing.assert_close(y1, y2, rtol=tol, atol=tol)
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+    for (name, p), q in zip(fused.named_parameters(), plain.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=tol, atol=tol, msg=name)
+    for (name, b1), b2 in zip(fused.named_buffers(), plain.buffers()):
+        torch.testing.assert_close(b1, b2, rtol=tol, atol=tol, msg=name)
 
 
 def test_cbam_keeps_no_gated_map_for_backward():
