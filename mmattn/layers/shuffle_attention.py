@@ -68,7 +68,9 @@ def _sa_residual(x, identity, groups, coefficients, out):
     i0, i1 = _halves(identity, groups, half, shuffled=True)
     o0, o1 = _halves(out, groups, half, shuffled=True)
     torch.addcmul(i0, x0, c0.sigmoid(), out=o0)
-    torch.addcmul(i1, x1, torch.addcmul(c1, a1, x1).sigmoid_(), out=o1)
+    # the spatial gate is formed in the output's memory, then multiplied and added in place
+    torch.addcmul(c1, a1, x1, out=o1).sigmoid_()
+    torch.addcmul(i1, x1, o1, out=o1)
     return out
 
 
@@ -108,19 +110,21 @@ class _SAResidualFn(torch.autograd.Function):
         c0, a1, c1, m0, m1, rstd = (t.view(b, 2, groups // 2, half, 1, 1) for t in (c0, a1, c1, m0, m1, rstd))
         x0, x1 = _halves(x, groups, half, shuffled=False)
         g0, g1 = _halves(grad.contiguous(memory_format=memory_format_of(x)), groups, half, shuffled=True)
+        # the halves of grad_x are the scratch space of the products summed below (no other full-size
+        # or half-size temporary but s1): gx0 holds g0 x0, then dz x1, then dx0; gx1 holds dz, then dx1
         grad_x = torch.empty_like(x)
         gx0, gx1 = _halves(grad_x, groups, half, shuffled=False)
-        # channel half
         s0 = c0.sigmoid()
-        k0 = torch.ops.aten.sigmoid_backward((g0 * x0).sum(hw, keepdim=True), s0)
-        torch.addcmul(cw * k0 / n, g0, s0, out=gx0)
+        k0 = torch.ops.aten.sigmoid_backward(torch.mul(g0, x0, out=gx0).sum(hw, keepdim=True), s0)
         # spatial half
         s1 = torch.addcmul(c1, a1, x1).sigmoid_()
-        dz = torch.ops.aten.sigmoid_backward(g1 * x1, s1)
+        dz = torch.ops.aten.sigmoid_backward(torch.mul(g1, x1, out=gx1), s1, grad_input=gx1)
         big_c = dz.sum(hw, keepdim=True)
-        big_a = (dz * x1).sum(hw, keepdim=True) - big_c * m1
+        big_a = torch.mul(dz, x1, out=gx0).sum(hw, keepdim=True) - big_c * m1
         alpha = big_a * sw * gw * rstd.pow(3) * (-1.0 / n)  # 2 * dvar / N
-        torch.addcmul(-big_c * a1 / n - alpha * m1, x1, alpha, out=gx1).addcmul_(g1, s1).addcmul_(dz, a1)
+        torch.addcmul(-big_c * a1 / n - alpha * m1, dz, a1, out=gx1).addcmul_(g1, s1).addcmul_(x1, alpha)
+        # channel half
+        torch.addcmul(cw * k0 / n, g0, s0, out=gx0)
         # parameters: per-channel values summed over batch and groups
         red = (0, 1, 2)
         grads = ((k0 * m0).sum(red), k0.sum(red), (big_a * gw * rstd + big_c * gb).sum(red), big_c.sum(red),
