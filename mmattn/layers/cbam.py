@@ -19,6 +19,7 @@ timm's ``CbamModule`` pools [mean, max]; set ``spatial_pool_order=('mean', 'max'
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .helpers import (check_positive_int, may_overwrite, needs_grad, reduced_channels,
@@ -54,7 +55,7 @@ class _CBAMResidualFn(torch.autograd.Function):
         b, c, h, w = x.shape
         pools = {'avg': lambda: x.mean((2, 3))}
         if 'max' in cbam.ChannelGate.pool_types:
-            mx, idx_hw = x.flatten(2).max(2)
+            mx, idx_hw = (t.flatten(1) for t in F.adaptive_max_pool2d(x, 1, return_indices=True))
             pools['max'] = lambda: mx
         with torch.enable_grad():
             pooled = torch.cat([pools[k]() for k in cbam.ChannelGate.pool_types]).requires_grad_()
@@ -127,7 +128,7 @@ class ChannelGate(nn.Module):
         if kind == 'max':
             # for backward: max with indices, like the official max_pool2d (keeps indices, not x, and
             # never compares x: the blocks rebuild x from the BN input); amax is 10x faster otherwise
-            return x.flatten(2).max(2).values if needs_grad(x) else x.amax((2, 3))
+            return F.adaptive_max_pool2d(x, 1).flatten(1) if needs_grad(x) else x.amax((2, 3))
         if kind == 'lp':  # L2 pool over the whole map
             return x.pow(2).sum((2, 3)).sqrt()
         return torch.logsumexp(x.flatten(2), dim=2)  # 'lse'
