@@ -36,7 +36,9 @@ def test_backbones_smoke(tmp_path, capsys):
     eca = next(r for r in data if r['name'] == 'ECAResNet-50' and r['mode'] == 'infer')
     base = next(r for r in data if r['name'] == 'ResNet-50' and r['mode'] == 'infer')
     row = next(line for line in text.splitlines() if line.startswith('| ECAResNet-50 | infer'))
-    assert f'| {eca["throughput"] / base["throughput"]:.3f} |' in row
+    # speed ratio: median of the per-round ratios (baseline time / model time), then their range
+    rounds = [b / t for b, t in zip(base['all_seconds'], eca['all_seconds'])]
+    assert f'| {(rounds[0] + rounds[1]) / 2:.3f} ({min(rounds):.2f}–{max(rounds):.2f}) |' in row
     assert 'threads 1' in text
 
 
@@ -49,7 +51,7 @@ def test_detector_training_smoke(capsys):
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith('| faster-rcnn_r50'))
     cells = [c.strip() for c in row.strip('|').split('|')]
     assert cells[1] == 'train' and cells[2].endswith('it/s')
-    assert cells[4] == '1.000'  # its own baseline (the plain-ResNet detector)
+    assert cells[4] == '1.000 (1.00–1.00)'  # its own baseline (the plain-ResNet detector)
 
 
 def test_cpu_peak_memory_in_a_fresh_process():

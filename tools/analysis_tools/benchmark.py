@@ -23,7 +23,10 @@ Timing protocol: every model is built and warmed up first (``--warmup`` iteratio
 ``--repeats`` rounds each time ``--iters`` iterations of every model, the models interleaved and their
 order rotated every round so that drift (thermal, other processes) hits all of them alike. The table
 reports the median over rounds and the ratio to the ResNet of the same depth measured in the same
-run (added automatically when missing). Ratios > 1 mean faster (throughput) or bigger (memory).
+run (added automatically when missing). The speed ratio is the median over rounds of the ratio within
+each round (baseline time / model time, measured minutes apart at most), with the lowest and highest
+round in brackets: on a shared or throttling machine the pairing cancels the drift between rounds that a
+ratio of two medians would keep. Ratios > 1 mean faster (throughput) or bigger (memory).
 
 Examples::
 
@@ -340,17 +343,26 @@ def baseline_of(records: Sequence[dict], rec: dict) -> Optional[dict]:
     return None
 
 
+def paired_ratios(base: dict, rec: dict) -> List[float]:
+    """Per-round speed ratios ``base time / rec time`` (each round times every model once)."""
+    return [b / t for b, t in zip(base['all_seconds'], rec['all_seconds'])]
+
+
 def ratio_table(records: Sequence[dict], args) -> str:
     mem_label = 'peak mem (MB, CUDA allocated)' if args.device == 'cuda' else 'peak mem (MB, RSS growth)'
     lines = [f'device {args.device}, batch {args.batch}, input {args.size[0]}x{args.size[1]}, '
              f'{"channels-last, " if args.channels_last else ""}{"AMP, " if args.amp else ""}'
              f'threads {torch.get_num_threads()}, torch {torch.__version__}; median of {args.repeats} rounds x '
-             f'{args.iters} iters (after {args.warmup} warm-up)', '',
+             f'{args.iters} iters (after {args.warmup} warm-up); speed ratio: median of the per-round ratios '
+             f'(lowest–highest round)', '',
              f'| model | mode | throughput | ms/iter (min–max) | ratio vs ResNet | {mem_label} | mem ratio |',
              '|---|---|---|---|---|---|---|']
     for rec in records:
         base = baseline_of(records, rec)
-        ratio = f'{rec["throughput"] / base["throughput"]:.3f}' if base else '–'
+        ratio = '–'
+        if base:
+            rounds = paired_ratios(base, rec)
+            ratio = f'{statistics.median(rounds):.3f} ({min(rounds):.2f}–{max(rounds):.2f})'
         mem = '–' if rec['memory'] is None else f'{rec["memory"] / 2**20:.0f}'
         mem_ratio = f'{rec["memory"] / base["memory"]:.3f}' if base and rec['memory'] and base['memory'] else '–'
         spread = f'{min(rec["all_seconds"]) * 1e3:.0f}–{max(rec["all_seconds"]) * 1e3:.0f}'
