@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .helpers import (check_positive_int, may_overwrite, needs_grad, reduced_channels,
+from .helpers import (check_positive_int, may_overwrite, needs_grad, reduced_channels, small_graph_grads,
                       use_custom_backward)
 
 _CHANNEL_POOLS = ('avg', 'max', 'lp', 'lse')
@@ -53,12 +53,12 @@ class _CBAMResidualFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, identity, cbam, *params):
         b, c, h, w = x.shape
-        pools = {'avg': lambda: x.mean((2, 3))}
-        if 'max' in cbam.ChannelGate.pool_types:
-            mx, idx_hw = (t.flatten(1) for t in F.adaptive_max_pool2d(x, 1, return_indices=True))
-            pools['max'] = lambda: mx
+        pool_types, idx_hw = cbam.ChannelGate.pool_types, None
+        pools = {'avg': x.mean((2, 3))} if 'avg' in pool_types else {}
+        if 'max' in pool_types:
+            pools['max'], idx_hw = (t.flatten(1) for t in F.adaptive_max_pool2d(x, 1, return_indices=True))
         with torch.enable_grad():
-            pooled = torch.cat([pools[k]() for k in cbam.ChannelGate.pool_types]).requires_grad_()
+            pooled = torch.cat([pools[k] for k in pool_types]).requires_grad_()
             a = cbam.ChannelGate.gate_from_pools(pooled, b)
         xa = x * a.detach()
         mx_c, idx_c = xa.max(1, keepdim=True)
@@ -66,11 +66,9 @@ class _CBAMResidualFn(torch.autograd.Function):
         with torch.enable_grad():
             sp_in = torch.cat([spatial[k] for k in cbam.SpatialGate.pool_order], dim=1).requires_grad_()
             s = cbam.SpatialGate.gate_from_pools(sp_in)
-        ctx.save_for_backward(x, a.detach(), s.detach(), idx_c, idx_hw if 'max' in pools else None)
+        ctx.save_for_backward(x, a.detach(), s.detach(), idx_c, idx_hw)
         ctx.graphs = (pooled, a, sp_in, s)
-        ctx.pool_types, ctx.pool_order = cbam.ChannelGate.pool_types, cbam.SpatialGate.pool_order
-        ctx.param_needs = [p.requires_grad for p in params]
-        ctx.params = params
+        ctx.pool_types, ctx.pool_order, ctx.params = pool_types, cbam.SpatialGate.pool_order, params
         return torch.addcmul(identity, xa, s.detach(), out=xa)
 
     @staticmethod
@@ -78,23 +76,20 @@ class _CBAMResidualFn(torch.autograd.Function):
     def backward(ctx, grad):
         x, a, s, idx_c, idx_hw = ctx.saved_tensors
         pooled, a_graph, sp_in, s_graph = ctx.graphs
-        params = [p for p, need in zip(ctx.params, ctx.param_needs) if need]
         b, c, h, w = x.shape
         # one full-size buffer in x's layout: g x, then g x s, then x d_mean_C, then dx
         buf = torch.mul(grad, x, out=torch.empty_like(x))
         d_s = torch.matmul(a.reshape(b, 1, c), buf.flatten(2)).view(s.shape)
         d_a = buf.mul_(s).sum((2, 3))  # (a batched mat-vec product is 2x slower on CPU than mul + sum)
         # spatial network, then the channel pools of x a
-        # (retain_graph: the small graphs die with ctx; a retained outer graph may be differentiated again)
-        d_sp = torch.autograd.grad(s_graph, [sp_in] + params, d_s, retain_graph=True, allow_unused=True)
-        d_pool = dict(zip(ctx.pool_order, d_sp[0].split(1, dim=1)))
+        (d_sp_in, ), d_params_sp = small_graph_grads(s_graph, [sp_in], ctx.params, d_s)
+        d_pool = dict(zip(ctx.pool_order, d_sp_in.split(1, dim=1)))
         d_mean_c = d_pool['mean'] / c
         d_a += torch.mul(x, d_mean_c, out=buf).sum((2, 3))
         d_a.scatter_add_(1, idx_c.view(b, h * w), (d_pool['max'] * x.gather(1, idx_c)).view(b, h * w))
         # MLP, then the channel pools of x
-        d_ch = torch.autograd.grad(a_graph, [pooled] + params, d_a.view(a_graph.shape), retain_graph=True,
-                                   allow_unused=True)
-        d_pools = dict(zip(ctx.pool_types, d_ch[0].view(len(ctx.pool_types), b, c)))
+        (d_pooled, ), d_params_ch = small_graph_grads(a_graph, [pooled], ctx.params, d_a.view(a_graph.shape))
+        d_pools = dict(zip(ctx.pool_types, d_pooled.view(len(ctx.pool_types), b, c)))
         grad_x = torch.addcmul(d_mean_c, grad, s, out=buf)
         shift = d_pools['avg'][:, :, None, None] / (h * w) if 'avg' in d_pools else torch.zeros_like(a)
         torch.addcmul(shift, grad_x, a, out=grad_x)
@@ -102,9 +97,9 @@ class _CBAMResidualFn(torch.autograd.Function):
         grad_x.scatter_add_(1, idx_c, d_pool['max'] * a_at_max)
         if 'max' in d_pools:
             grad_x.flatten(2).scatter_add_(2, idx_hw[:, :, None], d_pools['max'][:, :, None])
-        d_params = iter([(ds if ds is not None else torch.zeros_like(p)) + (dc if dc is not None else 0)
-                         for p, ds, dc in zip(params, d_sp[1:], d_ch[1:])])
-        return (grad_x, grad, None) + tuple([next(d_params) if need else None for need in ctx.param_needs])
+        # every parameter belongs to one of the two networks
+        d_params = [dc if ds is None else ds for ds, dc in zip(d_params_sp, d_params_ch)]
+        return (grad_x, grad, None, *d_params)
 
 
 class ChannelGate(nn.Module):

@@ -3,9 +3,10 @@
 Every check raises ``ValueError`` naming the argument, the value it got and what would be valid, so a
 wrong config fails at build time with a message that says how to fix it.
 
-The kernels (``var_mean``, ``ChannelGateResidual``) and the mode checks (``needs_grad``, ``may_overwrite``,
-``use_custom_backward``, ``memory_format_of``) are plain torch; each kernel states the formula it
-computes, and the tests compare it with the straightforward expression, forward and backward.
+The kernels (``var_mean``, ``ChannelGateResidual``, ``small_graph_grads``) and the mode checks
+(``needs_grad``, ``may_overwrite``, ``use_custom_backward``, ``memory_format_of``) are plain torch;
+each kernel states the formula it computes, and the tests compare it with the straightforward
+expression, forward and backward.
 """
 import math
 from typing import Sequence
@@ -128,6 +129,17 @@ def memory_format_of(t: torch.Tensor) -> torch.memory_format:
     return torch.channels_last if nhwc else torch.contiguous_format
 
 
+def small_graph_grads(output: torch.Tensor, inputs: Sequence[torch.Tensor], params: Sequence, grad_output):
+    """Gradients of a gate's small network (kept or rebuilt inside a custom backward) w.r.t. its
+    ``inputs`` and those ``params`` that require grad: ``(input grads, one grad or None per param)``,
+    params in their order (None also where the network does not use a param)."""
+    wanted = [p for p in params if p is not None and p.requires_grad]
+    # (retain_graph: a kept graph dies with its ctx; a retained outer graph may be differentiated again)
+    grads = torch.autograd.grad(output, [*inputs, *wanted], grad_output, retain_graph=True, allow_unused=True)
+    d_wanted = iter(grads[len(inputs):])
+    return grads[:len(inputs)], [next(d_wanted) if p is not None and p.requires_grad else None for p in params]
+
+
 class ChannelGateResidual(torch.autograd.Function):
     """``identity + x * s(mean_{H,W}(x))`` for a small channel-gate network ``s = gate_fn(z, *params)``
     mapping (B, C) to (B, C) (SE's MLP, ECA's 1-D conv), with a backward that writes dx in one pass.
@@ -151,13 +163,10 @@ class ChannelGateResidual(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x, z = ctx.saved_tensors
-        wanted = [p for p in ctx.params if p is not None and p.requires_grad]
         with torch.enable_grad():
             z = z.detach().requires_grad_()
             s = ctx.gate_fn(z, *ctx.params)
-        d_z, *d_wanted = torch.autograd.grad(s, [z] + wanted, (grad * x).sum((2, 3)))
+        (d_z, ), d_params = small_graph_grads(s, [z], ctx.params, (grad * x).sum((2, 3)))
         n = x.shape[2] * x.shape[3]
         grad_x = torch.addcmul((d_z / n)[:, :, None, None], grad, s.detach()[:, :, None, None])
-        d_wanted = iter(d_wanted)
-        d_params = [next(d_wanted) if p is not None and p.requires_grad else None for p in ctx.params]
         return (grad_x, grad, None, *d_params)
