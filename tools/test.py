@@ -31,7 +31,7 @@ except ImportError:  # a source checkout that is not pip-installed
     sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
 
 import mmattn.models  # noqa: E402,F401  registers the mmattn backbones
-from mmattn.utils import (ConfigCheckError, build_runner,  # noqa
+from mmattn.utils import (ConfigCheckError, build_runner, close_distributed,  # noqa
                           check_checkpoint_path, check_config, load_config,
                           register_checkpoint_safe_globals)
 from mmdet.engine.hooks.utils import trigger_visualization_hook  # noqa: E402
@@ -177,6 +177,7 @@ def main():
 
     # start testing
     runner.test()
+    close_distributed()
 
 
 if __name__ == '__main__':

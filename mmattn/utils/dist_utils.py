@@ -91,3 +91,14 @@ def setup_cpu_distributed(cfg, launcher: str) -> Optional[str]:
     return (f'CUDA is not available: distributed {launcher} run on CPU with '
             f'the gloo backend instead of {old_backend} '
             f'(rank {dist.get_rank()} of {dist.get_world_size()}).')
+
+
+def close_distributed() -> None:
+    """Destroy the default process group, if any, once the run is over.
+
+    Left to interpreter shutdown, a gloo group's worker threads can be torn down while still joinable,
+    and the process then aborts ("terminate called without an active exception", SIGABRT) after the
+    run has finished and saved everything, so the launcher reports the job as failed.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
