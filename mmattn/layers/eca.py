@@ -16,10 +16,10 @@ official code does not use it and its released checkpoints use per-stage lists (
 from typing import Union
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .helpers import ChannelGateResidual, check_positive_int, eca_kernel_size, may_overwrite, use_custom_backward
+from .helpers import (ChannelGateResidual, check_positive_int, eca_kernel_size, may_overwrite, same_conv,
+                      use_custom_backward)
 
 
 class ECAModule(nn.Module):
@@ -62,7 +62,7 @@ class ECAModule(nn.Module):
     def _gate_fn(self, z, weight):
         """The 1-D conv gate on pooled z (B, C), functional (for :class:`ChannelGateResidual`)."""
         b, c = z.shape
-        return F.conv1d(z.view(b, 1, c), weight, padding=(self.kernel_size - 1) // 2).sigmoid().view(b, c)
+        return same_conv(z.view(b, 1, c), weight).sigmoid().view(b, c)
 
     def forward_residual(self, x: torch.Tensor, identity: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         """``identity + self(x)`` in one pass over the feature map (used by the attention blocks).

@@ -3,7 +3,7 @@ replace, forward and backward (float64 and float32), including the inputs that b
 import pytest
 import torch
 
-from mmattn.layers.helpers import ChannelGateResidual, may_overwrite, var_mean
+from mmattn.layers.helpers import ChannelGateResidual, may_overwrite, same_conv, var_mean
 from mmattn.layers.cbam import CBAM
 from mmattn.layers.sge import _SGEResidualFn
 from mmattn.layers.shuffle_attention import _sa_coefficients, _sa_residual, _SAResidualFn
@@ -46,6 +46,28 @@ def test_var_mean_strided_view_and_single_output_gradient():
 def test_var_mean_refuses_too_few_elements():
     with pytest.raises(ValueError, match='correction=1'):
         var_mean(torch.randn(2, 3, 1, 1), (2, 3), correction=1)
+
+
+@pytest.mark.parametrize('shape,weight_shape', [((2, 2, 9, 8), (1, 2, 7, 7)), ((3, 1, 16), (1, 1, 5)),
+                                                  ((2, 3, 5, 6), (2, 3, 3, 5))], ids=['cbam', 'eca', 'general'])
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_same_conv_equals_conv(shape, weight_shape, channels_last):
+    """Forward, input and weight gradients == F.conv with padding k // 2 (float64 and float32)."""
+    import torch.nn.functional as F
+    conv = {3: F.conv1d, 4: F.conv2d}[len(shape)]
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+        torch.manual_seed(0)
+        x, w = torch.randn(shape, dtype=dtype), torch.randn(weight_shape, dtype=dtype)
+        if channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        (y1, ), g1 = _grads(same_conv, x, w)
+        (y2, ), g2 = _grads(lambda x, w: conv(x, w, padding=[k // 2 for k in w.shape[2:]]), x, w)
+        for a, b in zip((y1, *g1), (y2, *g2)):
+            torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+    x, w = x.double().requires_grad_(), w.double().requires_grad_()
+    assert torch.autograd.gradcheck(same_conv, (x, w))
+    with pytest.raises(ValueError, match='odd'):
+        same_conv(torch.randn(1, 1, 8), torch.randn(1, 1, 4))
 
 
 def _plain_sa_residual(x, identity, groups, eps, *params):
