@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .helpers import (check_positive_int, may_overwrite, needs_grad, reduced_channels, same_conv,
-                      small_graph_grads, use_custom_backward)
+from .helpers import (check_positive_int, may_overwrite, needs_grad, reduced_channels, residual_output,
+                      same_conv, small_graph_grads, use_custom_backward)
+from .recompute import rebuilt_in_backward
 
 _CHANNEL_POOLS = ('avg', 'max', 'lp', 'lse')
 _SPATIAL_POOLS = ('max', 'mean')
@@ -46,12 +47,13 @@ class _CBAMResidualFn(torch.autograd.Function):
         dx      = a (g s + d_mean_C / C) + d_avg / N + [c = c*(p)] a_c d_max_C + [p = p*(c)] d_max_HW
         d identity = g
 
-    Apply as ``_CBAMResidualFn.apply(x, identity, cbam, *cbam.parameters())`` (MLP, spatial conv and BN;
-    those that require grad get their gradients). Channel pools: a subset of avg, max.
+    Apply as ``_CBAMResidualFn.apply(x, identity, overwrite, cbam, *cbam.parameters())`` (MLP, spatial
+    conv and BN; those that require grad get their gradients); ``overwrite``: x a and then the output are
+    written over x (see ``residual_output``). Channel pools: a subset of avg, max.
     """
 
     @staticmethod
-    def forward(ctx, x, identity, cbam, *params):
+    def forward(ctx, x, identity, overwrite, cbam, *params):
         b, c, h, w = x.shape
         pool_types, idx_hw = cbam.ChannelGate.pool_types, None
         pools = {'avg': x.mean((2, 3))} if 'avg' in pool_types else {}
@@ -60,7 +62,7 @@ class _CBAMResidualFn(torch.autograd.Function):
         with torch.enable_grad():
             pooled = torch.cat([pools[k] for k in pool_types]).requires_grad_()
             a = cbam.ChannelGate.gate_from_pools(pooled, b)
-        xa = x * a.detach()
+        xa = torch.mul(x, a.detach(), out=residual_output(ctx, x, overwrite))
         mx_c, idx_c = xa.max(1, keepdim=True)
         spatial = {'max': mx_c, 'mean': xa.mean(1, keepdim=True)}
         with torch.enable_grad():
@@ -99,7 +101,7 @@ class _CBAMResidualFn(torch.autograd.Function):
             grad_x.flatten(2).scatter_add_(2, idx_hw[:, :, None], d_pools['max'][:, :, None])
         # every parameter belongs to one of the two networks
         d_params = [dc if ds is None else ds for ds, dc in zip(d_params_sp, d_params_ch)]
-        return (grad_x, grad, None, *d_params)
+        return (grad_x, grad, None, None, *d_params)
 
 
 class ChannelGate(nn.Module):
@@ -232,13 +234,14 @@ class CBAM(nn.Module):
     def forward_residual(self, x: torch.Tensor, identity: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         """``identity + self(x)``, the spatial gate and the residual add in one pass.
 
-        ``inplace=True`` lets the result take x's memory when autograd does not need x.
+        ``inplace=True`` lets the result take x's memory when autograd does not need it (no grad, or
+        x rebuilt in the backward: :func:`~mmattn.layers.recompute.rebuilt_in_backward`).
         """
         params = list(self.parameters())
         if self.SpatialGate is not None and use_custom_backward(x, *params) \
                 and set(self.ChannelGate.pool_types) <= {'avg', 'max'}:
             # with autograd: x a is formed once and kept by nobody; dx is written once (see the Function)
-            return _CBAMResidualFn.apply(x, identity, self, *params)
+            return _CBAMResidualFn.apply(x, identity, inplace and rebuilt_in_backward(x), self, *params)
         inplace = may_overwrite(inplace, x, identity)
         x = self.ChannelGate(x, inplace=inplace)
         if self.SpatialGate is None:

@@ -20,6 +20,7 @@ from torch import nn
 
 from .helpers import (ChannelGateResidual, check_positive_int, eca_kernel_size, may_overwrite, same_conv,
                       use_custom_backward)
+from .recompute import rebuilt_in_backward
 
 
 class ECAModule(nn.Module):
@@ -67,9 +68,11 @@ class ECAModule(nn.Module):
     def forward_residual(self, x: torch.Tensor, identity: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         """``identity + self(x)`` in one pass over the feature map (used by the attention blocks).
 
-        ``inplace=True`` lets the result take x's memory when autograd does not need x.
+        ``inplace=True`` lets the result take x's memory when autograd does not need it (no grad, or
+        x rebuilt in the backward: :func:`~mmattn.layers.recompute.rebuilt_in_backward`).
         """
         if use_custom_backward(x):
-            return ChannelGateResidual.apply(x, identity, self._gate_fn, self.conv.weight)
+            return ChannelGateResidual.apply(x, identity, inplace and rebuilt_in_backward(x), self._gate_fn,
+                                             self.conv.weight)
         gate = self.gate(x)
         return torch.addcmul(identity, x, gate, out=x if may_overwrite(inplace, x, identity) else None)

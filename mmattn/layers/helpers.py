@@ -3,10 +3,10 @@
 Every check raises ``ValueError`` naming the argument, the value it got and what would be valid, so a
 wrong config fails at build time with a message that says how to fix it.
 
-The kernels (``var_mean``, ``same_conv``, ``ChannelGateResidual``, ``small_graph_grads``) and the mode checks
-(``needs_grad``, ``may_overwrite``, ``use_custom_backward``, ``memory_format_of``) are plain torch;
-each kernel states the formula it computes, and the tests compare it with the straightforward
-expression, forward and backward.
+The kernels (``var_mean``, ``same_conv``, ``ChannelGateResidual``, ``residual_output``,
+``small_graph_grads``) and the mode checks (``needs_grad``, ``may_overwrite``, ``use_custom_backward``,
+``memory_format_of``) are plain torch; each kernel states the formula it computes, and the tests
+compare it with the straightforward expression, forward and backward.
 """
 import math
 from typing import Sequence
@@ -181,6 +181,16 @@ def memory_format_of(t: torch.Tensor) -> torch.memory_format:
     return torch.channels_last if nhwc else torch.contiguous_format
 
 
+def residual_output(ctx, x: torch.Tensor, overwrite: bool) -> torch.Tensor:
+    """Where a gate's autograd Function writes ``identity + gate(x)``: over x itself when ``overwrite``
+    (x is then marked dirty; the caller checked that autograd rebuilds whatever it saves of x, see
+    :func:`~mmattn.layers.recompute.rebuilt_in_backward`), else into a new tensor like x."""
+    if overwrite:
+        ctx.mark_dirty(x)
+        return x
+    return torch.empty_like(x)
+
+
 def small_graph_grads(output: torch.Tensor, inputs: Sequence[torch.Tensor], params: Sequence, grad_output):
     """Gradients of a gate's small network (kept or rebuilt inside a custom backward) w.r.t. its
     ``inputs`` and those ``params`` that require grad: ``(input grads, one grad or None per param)``,
@@ -202,15 +212,17 @@ class ChannelGateResidual(torch.autograd.Function):
 
         dx = g * s + dz / N,    d identity = g
 
-    Apply as ``ChannelGateResidual.apply(x, identity, gate_fn, *params)``; keeps x, z and params.
+    Apply as ``ChannelGateResidual.apply(x, identity, overwrite, gate_fn, *params)``; keeps x, z and
+    params; ``overwrite``: write the result over x (see ``residual_output``).
     """
 
     @staticmethod
-    def forward(ctx, x, identity, gate_fn, *params):
+    def forward(ctx, x, identity, overwrite, gate_fn, *params):
         z = x.mean((2, 3))
         ctx.save_for_backward(x, z)
         ctx.gate_fn, ctx.params = gate_fn, params
-        return torch.addcmul(identity, x, gate_fn(z, *params)[:, :, None, None])
+        s = gate_fn(z, *params)[:, :, None, None]
+        return torch.addcmul(identity, x, s, out=residual_output(ctx, x, overwrite))
 
     @staticmethod
     def backward(ctx, grad):
@@ -221,4 +233,4 @@ class ChannelGateResidual(torch.autograd.Function):
         (d_z, ), d_params = small_graph_grads(s, [z], ctx.params, (grad * x).sum((2, 3)))
         n = x.shape[2] * x.shape[3]
         grad_x = torch.addcmul((d_z / n)[:, :, None, None], grad, s.detach()[:, :, None, None])
-        return (grad_x, grad, None, *d_params)
+        return (grad_x, grad, None, None, *d_params)

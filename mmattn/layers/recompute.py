@@ -15,12 +15,17 @@ float rounding, so this is only for consumers whose backward multiplies and sums
 never for one that compares values (``amax``'s backward finds the maxima by equality: CBAM's max pools
 therefore pools its input with ``max`` with indices, as the official ``max_pool2d`` does).
 
+Since autograd then keeps nothing in ``x``'s memory, a gate asked to work in place may write its
+result over ``x`` (:func:`rebuilt_in_backward`), as mmdet's Bottleneck adds its identity in place to
+``norm3``'s output: one feature map per block fewer to allocate (and to page in) than a new output.
+
 Used only where it is exact: a plain ``nn.BatchNorm2d`` (in train mode: not synchronised, since the
 batch statistics of one rank could not be recomputed), autograd active, not under ``torch.compile``
 (whose partitioner already recomputes such element-wise ops). Callers skip it inside activation
 checkpointing, which already drops everything.
 """
 import contextlib
+import threading
 
 import torch
 from torch import nn
@@ -41,7 +46,7 @@ class _BNOutputSource:
 
     def __init__(self, bn: nn.modules.batchnorm._BatchNorm, u: torch.Tensor, x: torch.Tensor):
         self.bn, self.u = bn, u
-        self.ptr = x.untyped_storage().data_ptr()
+        self.ptr, self.nbytes = x.untyped_storage().data_ptr(), x.untyped_storage().nbytes()
         self.size, self.stride, self.dtype = x.size(), x.stride(), x.dtype
         self.use_batch_stats = bn.training or not bn.track_running_stats
         if not self.use_batch_stats:  # the running stats may change before the backward: copy them now
@@ -77,6 +82,26 @@ def _unpack(obj):
         return obj.source.rebuild().as_strided(obj.size, obj.stride, obj.offset)
     return obj
 
+_ACTIVE = threading.local()  # (storage pointer, bytes) of the BN outputs rebuilt in the current context
+
+
+def rebuilt_in_backward(t: torch.Tensor) -> bool:
+    """True for ``t`` = ``x`` (the whole of it) inside :func:`recompute_bn_output` ``(norm, u, x)``: autograd
+    keeps nothing in x's memory, so a gate asked to work in place may write its result over x."""
+    key = (t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
+    return t.data_ptr() == key[0] and t.numel() * t.element_size() == key[1] and key in getattr(_ACTIVE, 'keys', ())
+
+
+@contextlib.contextmanager
+def _rebuilding(source):
+    keys = getattr(_ACTIVE, 'keys', frozenset())
+    _ACTIVE.keys = keys | {(source.ptr, source.nbytes)}
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(source.pack, _unpack):
+            yield
+    finally:
+        _ACTIVE.keys = keys
+
 
 def recompute_bn_output(norm: nn.Module, u: torch.Tensor, x: torch.Tensor):
     """A context in which autograd saves no tensor in ``x = norm(u)``'s memory but rebuilds it from ``u``.
@@ -90,5 +115,4 @@ def recompute_bn_output(norm: nn.Module, u: torch.Tensor, x: torch.Tensor):
     whole = x.storage_offset() == 0 and x.untyped_storage().nbytes() == x.numel() * x.element_size()
     if not (exact and whole):
         return contextlib.nullcontext()
-    source = _BNOutputSource(norm, u, x)
-    return torch.autograd.graph.saved_tensors_hooks(source.pack, _unpack)
+    return _rebuilding(_BNOutputSource(norm, u, x))

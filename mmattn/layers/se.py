@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .helpers import ChannelGateResidual, check_positive_int, may_overwrite, reduced_channels, use_custom_backward
+from .recompute import rebuilt_in_backward
 
 
 class SEModule(nn.Module):
@@ -61,10 +62,12 @@ class SEModule(nn.Module):
     def forward_residual(self, x: torch.Tensor, identity: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         """``identity + self(x)`` in one pass over the feature map (used by the attention blocks).
 
-        ``inplace=True`` lets the result take x's memory when autograd does not need x.
+        ``inplace=True`` lets the result take x's memory when autograd does not need it (no grad, or
+        x rebuilt in the backward: :func:`~mmattn.layers.recompute.rebuilt_in_backward`).
         """
         if use_custom_backward(x):
             fc1, fc2 = self.fc[0], self.fc[2]
-            return ChannelGateResidual.apply(x, identity, self._gate_fn, fc1.weight, fc1.bias, fc2.weight, fc2.bias)
+            return ChannelGateResidual.apply(x, identity, inplace and rebuilt_in_backward(x), self._gate_fn,
+                                             fc1.weight, fc1.bias, fc2.weight, fc2.bias)
         gate = self.gate(x)
         return torch.addcmul(identity, x, gate, out=x if may_overwrite(inplace, x, identity) else None)

@@ -17,7 +17,9 @@ give NaN in the official code, so it is refused here.
 import torch
 from torch import nn
 
-from .helpers import check_divisible, check_positive_int, may_overwrite, use_custom_backward, var_mean
+from .helpers import (check_divisible, check_positive_int, may_overwrite, residual_output, use_custom_backward,
+                      var_mean)
+from .recompute import rebuilt_in_backward
 
 
 def _score(xg: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
@@ -43,11 +45,12 @@ class _SGEResidualFn(torch.autograd.Function):
         dx = g * gate + m * ds + sum_p(x * ds) / N        (score = m^T x, m = mean_p(x))
         d gate = sum_c(g * x)
 
-    Keeps x, m and the score only.
+    Keeps x, m and the score only. Apply as ``_SGEResidualFn.apply(x, identity, overwrite, weight, bias,
+    groups, eps)``; ``overwrite``: write the result over x (see ``residual_output``).
     """
 
     @staticmethod
-    def forward(ctx, x, identity, weight, bias, groups, eps):
+    def forward(ctx, x, identity, overwrite, weight, bias, groups, eps):
         b, c, h, w = x.shape
         xg = x.view(b, groups, c // groups, h * w)
         mean = xg.mean(3, keepdim=True)
@@ -55,7 +58,7 @@ class _SGEResidualFn(torch.autograd.Function):
         gate = _gate_from_score(score, weight, bias, eps)
         ctx.save_for_backward(x, mean, score, weight, bias)
         ctx.groups, ctx.eps = groups, eps
-        out = torch.empty_like(x)
+        out = residual_output(ctx, x, overwrite)
         torch.addcmul(identity.reshape(xg.shape), xg, gate, out=out.view(xg.shape))
         return out
 
@@ -71,7 +74,7 @@ class _SGEResidualFn(torch.autograd.Function):
         d_score, d_weight, d_bias = torch.autograd.grad(gate, small, (g * xg).sum(2, keepdim=True))
         grad_x = torch.addcmul(torch.matmul(xg, d_score.transpose(2, 3)).div_(h * w), mean, d_score)
         grad_x.addcmul_(g, gate.detach())
-        return grad_x.view(b, c, h, w), grad, d_weight, d_bias, None, None
+        return grad_x.view(b, c, h, w), grad, None, d_weight, d_bias, None, None
 
 
 class SpatialGroupEnhance(nn.Module):
@@ -124,7 +127,8 @@ class SpatialGroupEnhance(nn.Module):
     def forward_residual(self, x: torch.Tensor, identity: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         """``identity + self(x)`` in one pass over the feature map (used by the attention blocks).
 
-        ``inplace=True`` lets the result take x's memory when autograd does not need x. With autograd,
+        ``inplace=True`` lets the result take x's memory when autograd does not need it (no grad, or x
+        rebuilt in the backward: :func:`~mmattn.layers.recompute.rebuilt_in_backward`). With autograd,
         :class:`_SGEResidualFn`; under ``torch.compile`` the plain formula (inductor fuses it).
         """
         self._check(x)
@@ -134,7 +138,8 @@ class SpatialGroupEnhance(nn.Module):
             x, identity = x.contiguous(), identity.contiguous()
         b, c, h, w = x.shape
         if use_custom_backward(x, identity, self.weight, self.bias):
-            return _SGEResidualFn.apply(x, identity, self.weight, self.bias, self.groups, self.eps)
+            return _SGEResidualFn.apply(x, identity, inplace and rebuilt_in_backward(x), self.weight, self.bias,
+                                        self.groups, self.eps)
         shape = (b, self.groups, c // self.groups, h, w)
         gate, xg = self.gate(x), x.view(shape)
         out = xg if may_overwrite(inplace, x, identity) else None

@@ -147,13 +147,13 @@ def _sge_inputs(dtype, shape=(2, 12, 4, 5), groups=3):
 
 def test_sge_backward_passes_gradcheck():
     inputs = [t.requires_grad_() for t in _sge_inputs(torch.float64)]
-    assert torch.autograd.gradcheck(lambda *t: _SGEResidualFn.apply(*t, 3, 1e-5), inputs)
+    assert torch.autograd.gradcheck(lambda *t: _SGEResidualFn.apply(t[0], t[1], False, *t[2:], 3, 1e-5), inputs)
 
 
 @pytest.mark.parametrize('dtype,tol', [(torch.float64, 1e-12), (torch.float32, 1e-5)])
 def test_sge_equals_plain_autograd(dtype, tol):
     inputs = _sge_inputs(dtype)
-    mine, g_mine = _grads(lambda *t: _SGEResidualFn.apply(*t, 3, 1e-5), *inputs)
+    mine, g_mine = _grads(lambda *t: _SGEResidualFn.apply(t[0], t[1], False, *t[2:], 3, 1e-5), *inputs)
     ref, g_ref = _grads(lambda *t: _plain_sge_residual(*t, 3, 1e-5), *inputs)
     torch.testing.assert_close(mine[0], ref[0], rtol=tol, atol=tol)
     for gm, gr in zip(g_mine, g_ref):
@@ -242,7 +242,7 @@ def test_channel_gate_residual_passes_gradcheck(name):
     def fn(x, identity, *ps):
         it = iter(ps)
         full = [next(it) if p is not None else None for p in params]
-        return ChannelGateResidual.apply(x, identity, layer._gate_fn, *full)
+        return ChannelGateResidual.apply(x, identity, False, layer._gate_fn, *full)
 
     assert torch.autograd.gradcheck(fn, [x, identity] + tensors)
     torch.testing.assert_close(fn(x, identity, *tensors), identity + layer(x))
