@@ -47,13 +47,13 @@ class _CBAMResidualFn(torch.autograd.Function):
         dx      = a (g s + d_mean_C / C) + d_avg / N + [c = c*(p)] a_c d_max_C + [p = p*(c)] d_max_HW
         d identity = g
 
-    Apply as ``_CBAMResidualFn.apply(x, identity, overwrite, cbam, *cbam.parameters())`` (MLP, spatial
-    conv and BN; those that require grad get their gradients); ``overwrite``: x a and then the output are
+    Apply as ``_CBAMResidualFn.apply(x, identity, own_x, cbam, *cbam.parameters())`` (MLP, spatial
+    conv and BN; those that require grad get their gradients); ``own_x``: x a and then the output are
     written over x (see ``residual_output``). Channel pools: a subset of avg, max.
     """
 
     @staticmethod
-    def forward(ctx, x, identity, overwrite, cbam, *params):
+    def forward(ctx, x, identity, own_x, cbam, *params):
         b, c, h, w = x.shape
         pool_types, idx_hw = cbam.ChannelGate.pool_types, None
         pools = {'avg': x.mean((2, 3))} if 'avg' in pool_types else {}
@@ -62,7 +62,7 @@ class _CBAMResidualFn(torch.autograd.Function):
         with torch.enable_grad():
             pooled = torch.cat([pools[k] for k in pool_types]).requires_grad_()
             a = cbam.ChannelGate.gate_from_pools(pooled, b)
-        xa = torch.mul(x, a.detach(), out=residual_output(ctx, x, overwrite))
+        xa = torch.mul(x, a.detach(), out=residual_output(ctx, x, own_x))
         mx_c, idx_c = xa.max(1, keepdim=True)
         spatial = {'max': mx_c, 'mean': xa.mean(1, keepdim=True)}
         with torch.enable_grad():

@@ -4,9 +4,9 @@ Every check raises ``ValueError`` naming the argument, the value it got and what
 wrong config fails at build time with a message that says how to fix it.
 
 The kernels (``var_mean``, ``same_conv``, ``ChannelGateResidual``, ``residual_output``,
-``small_graph_grads``) and the mode checks (``needs_grad``, ``may_overwrite``, ``use_custom_backward``,
-``memory_format_of``) are plain torch; each kernel states the formula it computes, and the tests
-compare it with the straightforward expression, forward and backward.
+``backward_scratch``, ``small_graph_grads``) and the mode checks (``needs_grad``, ``may_overwrite``,
+``use_custom_backward``, ``memory_format_of``) are plain torch; each kernel states the formula it
+computes, and the tests compare it with the straightforward expression, forward and backward.
 """
 import math
 from typing import Sequence
@@ -181,14 +181,22 @@ def memory_format_of(t: torch.Tensor) -> torch.memory_format:
     return torch.channels_last if nhwc else torch.contiguous_format
 
 
-def residual_output(ctx, x: torch.Tensor, overwrite: bool) -> torch.Tensor:
-    """Where a gate's autograd Function writes ``identity + gate(x)``: over x itself when ``overwrite``
-    (x is then marked dirty; the caller checked that autograd rebuilds whatever it saves of x, see
-    :func:`~mmattn.layers.recompute.rebuilt_in_backward`), else into a new tensor like x."""
-    if overwrite:
+def residual_output(ctx, x: torch.Tensor, own_x: bool) -> torch.Tensor:
+    """Where a gate's autograd Function writes ``identity + gate(x)``: over x itself when ``own_x`` (the
+    caller checked that autograd keeps nothing in x's memory but rebuilds what it saves of x, see
+    :func:`~mmattn.layers.recompute.rebuilt_in_backward`; x is marked dirty), else into a new tensor.
+    Records ``own_x`` for :func:`backward_scratch`."""
+    ctx.own_x = own_x
+    if own_x:
         ctx.mark_dirty(x)
         return x
     return torch.empty_like(x)
+
+
+def backward_scratch(ctx, x: torch.Tensor) -> torch.Tensor:
+    """A full-size buffer like the saved ``x`` for a gate's backward: ``x`` itself where it is a copy
+    rebuilt for this backward alone (``own_x`` in :func:`residual_output`), else a new tensor."""
+    return x if ctx.own_x else torch.empty_like(x)
 
 
 def small_graph_grads(output: torch.Tensor, inputs: Sequence[torch.Tensor], params: Sequence, grad_output):
@@ -212,17 +220,18 @@ class ChannelGateResidual(torch.autograd.Function):
 
         dx = g * s + dz / N,    d identity = g
 
-    Apply as ``ChannelGateResidual.apply(x, identity, overwrite, gate_fn, *params)``; keeps x, z and
-    params; ``overwrite``: write the result over x (see ``residual_output``).
+    Apply as ``ChannelGateResidual.apply(x, identity, own_x, gate_fn, *params)``; keeps x, z and
+    params; ``own_x``: the result is written over x, and the backward's rebuilt x is its scratch
+    (see ``residual_output``).
     """
 
     @staticmethod
-    def forward(ctx, x, identity, overwrite, gate_fn, *params):
+    def forward(ctx, x, identity, own_x, gate_fn, *params):
         z = x.mean((2, 3))
         ctx.save_for_backward(x, z)
         ctx.gate_fn, ctx.params = gate_fn, params
         s = gate_fn(z, *params)[:, :, None, None]
-        return torch.addcmul(identity, x, s, out=residual_output(ctx, x, overwrite))
+        return torch.addcmul(identity, x, s, out=residual_output(ctx, x, own_x))
 
     @staticmethod
     def backward(ctx, grad):
@@ -230,7 +239,8 @@ class ChannelGateResidual(torch.autograd.Function):
         with torch.enable_grad():
             z = z.detach().requires_grad_()
             s = ctx.gate_fn(z, *ctx.params)
-        (d_z, ), d_params = small_graph_grads(s, [z], ctx.params, (grad * x).sum((2, 3)))
+        buf = backward_scratch(ctx, x)  # g x, then dx
+        (d_z, ), d_params = small_graph_grads(s, [z], ctx.params, torch.mul(grad, x, out=buf).sum((2, 3)))
         n = x.shape[2] * x.shape[3]
-        grad_x = torch.addcmul((d_z / n)[:, :, None, None], grad, s.detach()[:, :, None, None])
+        grad_x = torch.addcmul((d_z / n)[:, :, None, None], grad, s.detach()[:, :, None, None], out=buf)
         return (grad_x, grad, None, None, *d_params)

@@ -45,12 +45,12 @@ class _SGEResidualFn(torch.autograd.Function):
         dx = g * gate + m * ds + sum_p(x * ds) / N        (score = m^T x, m = mean_p(x))
         d gate = sum_c(g * x)
 
-    Keeps x, m and the score only. Apply as ``_SGEResidualFn.apply(x, identity, overwrite, weight, bias,
-    groups, eps)``; ``overwrite``: write the result over x (see ``residual_output``).
+    Keeps x, m and the score only. Apply as ``_SGEResidualFn.apply(x, identity, own_x, weight, bias,
+    groups, eps)``; ``own_x``: write the result over x (see ``residual_output``).
     """
 
     @staticmethod
-    def forward(ctx, x, identity, overwrite, weight, bias, groups, eps):
+    def forward(ctx, x, identity, own_x, weight, bias, groups, eps):
         b, c, h, w = x.shape
         xg = x.view(b, groups, c // groups, h * w)
         mean = xg.mean(3, keepdim=True)
@@ -58,7 +58,7 @@ class _SGEResidualFn(torch.autograd.Function):
         gate = _gate_from_score(score, weight, bias, eps)
         ctx.save_for_backward(x, mean, score, weight, bias)
         ctx.groups, ctx.eps = groups, eps
-        out = residual_output(ctx, x, overwrite)
+        out = residual_output(ctx, x, own_x)
         torch.addcmul(identity.reshape(xg.shape), xg, gate, out=out.view(xg.shape))
         return out
 
@@ -71,8 +71,9 @@ class _SGEResidualFn(torch.autograd.Function):
         with torch.enable_grad():
             small = [t.detach().requires_grad_() for t in (score, weight, bias)]
             gate = _gate_from_score(*small, ctx.eps)
-        d_score, d_weight, d_bias = torch.autograd.grad(gate, small, (g * xg).sum(2, keepdim=True))
-        grad_x = torch.addcmul(torch.matmul(xg, d_score.transpose(2, 3)).div_(h * w), mean, d_score)
+        buf = torch.empty_like(xg)  # g x, then dx
+        d_score, d_weight, d_bias = torch.autograd.grad(gate, small, torch.mul(g, xg, out=buf).sum(2, keepdim=True))
+        grad_x = torch.addcmul(torch.matmul(xg, d_score.transpose(2, 3)).div_(h * w), mean, d_score, out=buf)
         grad_x.addcmul_(g, gate.detach())
         return grad_x.view(b, c, h, w), grad, None, d_weight, d_bias, None, None
 
