@@ -14,11 +14,13 @@ feature, the score map normalised over space, then used as a spatial gate for th
 the official checkpoints): 2G parameters per module. The unbiased std needs H*W >= 2; a 1x1 map would
 give NaN in the official code, so it is refused here.
 """
+import math
+
 import torch
 from torch import nn
 
-from .helpers import (check_divisible, check_positive_int, may_overwrite, residual_output, use_custom_backward,
-                      var_mean)
+from .helpers import (check_divisible, check_positive_int, may_overwrite, needs_grad, residual_output,
+                      use_custom_backward, var_mean)
 from .recompute import rebuilt_in_backward
 
 
@@ -32,6 +34,15 @@ def _gate_from_score(score: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     var, mean = var_mean(score, dims=(3, ), correction=1)
     scale = weight / (var.sqrt() + eps)
     return torch.sigmoid(torch.addcmul(bias - scale * mean, score, scale))
+
+
+def _gate_from_score_(score: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+    """``_gate_from_score`` written over ``score`` (without autograd): centred, scaled, shifted and passed
+    through the sigmoid in place, no other map of its size."""
+    mean = score.mean(3, keepdim=True)
+    centred = score.sub_(mean)
+    std = torch.linalg.vector_norm(centred, dim=3, keepdim=True).div_(math.sqrt(score.shape[3] - 1))
+    return torch.addcmul(bias, centred, weight / (std + eps), out=centred).sigmoid_()
 
 
 class _SGEResidualFn(torch.autograd.Function):
@@ -117,8 +128,10 @@ class SpatialGroupEnhance(nn.Module):
         self._check(x)
         b, c, h, w = x.shape
         xg = x.view(b, self.groups, c // self.groups, h * w)
-        return _gate_from_score(_score(xg, xg.mean(3, keepdim=True)), self.weight, self.bias, self.eps) \
-            .view(b, self.groups, 1, h, w)
+        score = _score(xg, xg.mean(3, keepdim=True))
+        in_place = not torch.compiler.is_compiling() and not needs_grad(x, self.weight, self.bias)
+        gate = (_gate_from_score_ if in_place else _gate_from_score)(score, self.weight, self.bias, self.eps)
+        return gate.view(b, self.groups, 1, h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape

@@ -132,7 +132,8 @@ def _close(a, b, tol=1e-5):
 
 
 def _check_forward_backward(layer, ref, shape=(2, 128, 7, 6), seed=0):
-    """Same output and the same gradients (input and parameters) as the reference formula."""
+    """Same output and the same gradients (input and parameters) as the reference formula; the same
+    output without autograd too (the inference paths)."""
     torch.manual_seed(seed)
     perturb(layer, seed)
     x = torch.randn(*shape)
@@ -141,6 +142,8 @@ def _check_forward_backward(layer, ref, shape=(2, 128, 7, 6), seed=0):
     ref_params = {k: v.detach().clone().requires_grad_() for k, v in params.items()}
     y1, y2 = layer(x1), ref(x2, ref_params)
     _close(y1, y2)
+    with torch.no_grad():
+        _close(layer(x.clone()), y2)
     g = torch.randn_like(y1)
     (y1 * g).sum().backward()
     (y2 * g).sum().backward()
