@@ -46,18 +46,23 @@ def _gate_from_score_(score: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
 
 
 class _SGEResidualFn(torch.autograd.Function):
-    """``identity + SGE(x)`` with a backward that writes the input gradient in two passes.
+    """``identity + SGE(x)`` with a hand-written backward: two full-size passes for dx and three maps of
+    the score's size, where autograd of the plain expressions adds up three full-size gradients of x
+    and keeps or rebuilds about ten score-size temporaries for the normalisation.
 
-    Autograd of the plain expressions materialises three full-size gradients of x (through the
-    product, the score's matrix product and the mean) and adds them up. With ``m`` the channel means
-    (B, G, C/G, 1), ``s`` the score (B, G, 1, HW) and ``d s`` its gradient (by autograd over the small
-    normalisation, recomputed from the saved score), ``N = HW``::
+    Per group and position p (``N = HW``), with ``m`` the channel means (B, G, C/G, 1), the score
+    ``s = m^T x``, its mean ``mu`` and unbiased std ``sd`` over p, ``c = s - mu``, ``k = weight / (sd + eps)``
+    and ``gate = sigmoid(k c + bias)``; with ``g`` the output gradient and sums over p::
 
-        dx = g * gate + m * ds + sum_p(x * ds) / N        (score = m^T x, m = mean_p(x))
-        d gate = sum_c(g * x)
+        dt     = sum_C(g * x) * gate * (1 - gate)          (the gradient of the sigmoid's input)
+        d bias = sum(dt),   dk = sum(dt c),   d weight = dk / (sd + eps)
+        ds     = k (dt - mean(dt)) + alpha c,   alpha = -dk k / ((sd + eps) sd (N - 1))
+        dx     = g * gate + m * ds + sum_p(x * ds) / N     (through the product, the score and m)
 
-    Keeps x, m and the score only. Apply as ``_SGEResidualFn.apply(x, identity, own_x, weight, bias,
-    groups, eps)``; ``own_x``: write the result over x (see ``residual_output``).
+    (``alpha c`` is the path through ``sd``; the mean's gradient removes the mean of both terms, and
+    ``c`` has mean 0.) Parameter gradients are summed over the batch. Keeps x, m, the score and its
+    mean and std. Apply as ``_SGEResidualFn.apply(x, identity, own_x, weight, bias, groups, eps)``;
+    ``own_x``: write the result over x (see ``residual_output``).
     """
 
     @staticmethod
@@ -66,8 +71,11 @@ class _SGEResidualFn(torch.autograd.Function):
         xg = x.view(b, groups, c // groups, h * w)
         mean = xg.mean(3, keepdim=True)
         score = _score(xg, mean)
-        gate = _gate_from_score(score, weight, bias, eps)
-        ctx.save_for_backward(x, mean, score, weight, bias)
+        var, mu = var_mean(score, dims=(3, ), correction=1)
+        sd = var.sqrt_()
+        k = weight / (sd + eps)
+        gate = torch.addcmul(bias - k * mu, score, k).sigmoid_()
+        ctx.save_for_backward(x, mean, score, mu, sd, weight, bias)
         ctx.groups, ctx.eps = groups, eps
         out = residual_output(ctx, x, own_x)
         torch.addcmul(identity.reshape(xg.shape), xg, gate, out=out.view(xg.shape))
@@ -75,18 +83,25 @@ class _SGEResidualFn(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        x, mean, score, weight, bias = ctx.saved_tensors
+        x, mean, score, mu, sd, weight, bias = ctx.saved_tensors
         b, c, h, w = x.shape
-        xg = x.view(b, ctx.groups, c // ctx.groups, h * w)
+        n = h * w
+        xg = x.view(b, ctx.groups, c // ctx.groups, n)
         g = grad.reshape(xg.shape)
-        with torch.enable_grad():
-            small = [t.detach().requires_grad_() for t in (score, weight, bias)]
-            gate = _gate_from_score(*small, ctx.eps)
+        k = weight / (sd + ctx.eps)
+        gate = torch.addcmul(bias - k * mu, score, k).sigmoid_()
         buf = torch.empty_like(xg)  # g x, then dx
-        d_score, d_weight, d_bias = torch.autograd.grad(gate, small, torch.mul(g, xg, out=buf).sum(2, keepdim=True))
-        grad_x = torch.addcmul(torch.matmul(xg, d_score.transpose(2, 3)).div_(h * w), mean, d_score, out=buf)
-        grad_x.addcmul_(g, gate.detach())
-        return grad_x.view(b, c, h, w), grad, None, d_weight, d_bias, None, None
+        dt = torch.mul(g, xg, out=buf).sum(2, keepdim=True)  # d gate, then dt, then ds
+        torch.ops.aten.sigmoid_backward(dt, gate, grad_input=dt)
+        centred = score - mu
+        d_bias = dt.sum(3, keepdim=True)
+        dk = torch.matmul(dt, centred.transpose(2, 3))
+        alpha = dk * k / ((sd + ctx.eps) * sd * (1 - n))
+        d_score = torch.addcmul(-k * d_bias / n, dt, k, out=dt).addcmul_(centred, alpha)
+        grad_x = torch.addcmul(torch.matmul(xg, d_score.transpose(2, 3)).div_(n), mean, d_score, out=buf)
+        grad_x.addcmul_(g, gate)
+        d_weight = (dk / (sd + ctx.eps)).sum(0, keepdim=True)
+        return grad_x.view(b, c, h, w), grad, None, d_weight, d_bias.sum(0, keepdim=True), None, None
 
 
 class SpatialGroupEnhance(nn.Module):

@@ -150,9 +150,11 @@ def test_sge_backward_passes_gradcheck():
     assert torch.autograd.gradcheck(lambda *t: _SGEResidualFn.apply(t[0], t[1], False, *t[2:], 3, 1e-5), inputs)
 
 
+@pytest.mark.parametrize('offset', [0.0, 2.0], ids=['centred', 'offset'])  # offset: score mean >> its std
 @pytest.mark.parametrize('dtype,tol', [(torch.float64, 1e-12), (torch.float32, 1e-5)])
-def test_sge_equals_plain_autograd(dtype, tol):
+def test_sge_equals_plain_autograd(dtype, tol, offset):
     inputs = _sge_inputs(dtype)
+    inputs = (inputs[0] + offset, ) + inputs[1:]
     mine, g_mine = _grads(lambda *t: _SGEResidualFn.apply(t[0], t[1], False, *t[2:], 3, 1e-5), *inputs)
     ref, g_ref = _grads(lambda *t: _plain_sge_residual(*t, 3, 1e-5), *inputs)
     torch.testing.assert_close(mine[0], ref[0], rtol=tol, atol=tol)
