@@ -62,16 +62,18 @@ class _CBAMResidualFn(torch.autograd.Function):
         with torch.enable_grad():
             pooled = torch.cat([pools[k] for k in pool_types]).requires_grad_()
             a = cbam.ChannelGate.gate_from_pools(pooled, b)
-        xa = torch.mul(x, a.detach(), out=residual_output(ctx, x, own_x))
+        a_x = a.detach().to(x.dtype)  # (under autocast the small networks may run in another precision)
+        xa = torch.mul(x, a_x, out=residual_output(ctx, x, own_x))
         mx_c, idx_c = xa.max(1, keepdim=True)
         spatial = {'max': mx_c, 'mean': xa.mean(1, keepdim=True)}
         with torch.enable_grad():
             sp_in = torch.cat([spatial[k] for k in cbam.SpatialGate.pool_order], dim=1).requires_grad_()
             s = cbam.SpatialGate.gate_from_pools(sp_in)
-        ctx.save_for_backward(x, a.detach(), s.detach(), idx_c, idx_hw)
+        s_x = s.detach().to(x.dtype)
+        ctx.save_for_backward(x, a_x, s_x, idx_c, idx_hw)
         ctx.graphs = (pooled, a, sp_in, s)
         ctx.pool_types, ctx.pool_order, ctx.params = pool_types, cbam.SpatialGate.pool_order, params
-        return torch.addcmul(identity, xa, s.detach(), out=xa)
+        return torch.addcmul(identity, xa, s_x, out=xa)
 
     @staticmethod
     @torch.autograd.function.once_differentiable

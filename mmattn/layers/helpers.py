@@ -5,7 +5,7 @@ wrong config fails at build time with a message that says how to fix it.
 
 The kernels (``var_mean``, ``same_conv``, ``ChannelGateResidual``, ``residual_output``,
 ``backward_scratch``, ``small_graph_grads``) and the mode checks (``needs_grad``, ``may_overwrite``,
-``use_custom_backward``, ``memory_format_of``) are plain torch; each kernel states the formula it
+``use_custom_backward``, ``memory_format_of``, ``autocast_state``) are plain torch; each kernel states the formula it
 computes, and the tests compare it with the straightforward expression, forward and backward.
 """
 import math
@@ -121,6 +121,9 @@ class _SameConv(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight):
+        amp = autocast_state(x.device.type)
+        if amp['enabled']:  # as autocast would run the conv; the backward then works in the same dtype
+            x, weight = x.to(amp['dtype']), weight.to(amp['dtype'])
         ctx.save_for_backward(x, weight)
         return _conv_nd(x, weight)
 
@@ -128,7 +131,7 @@ class _SameConv(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
-        grad_x = grad_w = None
+        grad, grad_x, grad_w = grad.to(x.dtype), None, None
         spatial = tuple(range(2, weight.dim()))
         if ctx.needs_input_grad[0]:
             grad_x = _conv_nd(grad, weight.transpose(0, 1).flip(spatial))
@@ -155,6 +158,14 @@ def same_conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     if use_custom_backward(x, weight):
         return _SameConv.apply(x, weight)
     return _conv_nd(x, weight)
+
+
+def autocast_state(device_type: str) -> dict:
+    """The autocast settings active now for ``device_type``, for a backward that recomputes part of its
+    forward to run it as the forward did: ``with torch.autocast(**state)`` (what ``torch.amp.custom_fwd``
+    and ``custom_bwd`` do, for any device type)."""
+    return dict(device_type=device_type, enabled=torch.is_autocast_enabled(device_type),
+                dtype=torch.get_autocast_dtype(device_type))
 
 
 def needs_grad(*tensors: torch.Tensor) -> bool:
@@ -204,8 +215,10 @@ def small_graph_grads(output: torch.Tensor, inputs: Sequence[torch.Tensor], para
     ``inputs`` and those ``params`` that require grad: ``(input grads, one grad or None per param)``,
     params in their order (None also where the network does not use a param)."""
     wanted = [p for p in params if p is not None and p.requires_grad]
-    # (retain_graph: a kept graph dies with its ctx; a retained outer graph may be differentiated again)
-    grads = torch.autograd.grad(output, [*inputs, *wanted], grad_output, retain_graph=True, allow_unused=True)
+    # (retain_graph: a kept graph dies with its ctx; a retained outer graph may be differentiated again;
+    # under autocast the small network's output may be in a lower precision than the feature maps)
+    grads = torch.autograd.grad(output, [*inputs, *wanted], grad_output.to(output.dtype), retain_graph=True,
+                                allow_unused=True)
     d_wanted = iter(grads[len(inputs):])
     return grads[:len(inputs)], [next(d_wanted) if p is not None and p.requires_grad else None for p in params]
 
@@ -229,14 +242,14 @@ class ChannelGateResidual(torch.autograd.Function):
     def forward(ctx, x, identity, own_x, gate_fn, *params):
         z = x.mean((2, 3))
         ctx.save_for_backward(x, z)
-        ctx.gate_fn, ctx.params = gate_fn, params
+        ctx.gate_fn, ctx.params, ctx.amp = gate_fn, params, autocast_state(x.device.type)
         s = gate_fn(z, *params)[:, :, None, None]
         return torch.addcmul(identity, x, s, out=residual_output(ctx, x, own_x))
 
     @staticmethod
     def backward(ctx, grad):
         x, z = ctx.saved_tensors
-        with torch.enable_grad():
+        with torch.enable_grad(), torch.autocast(**ctx.amp):  # the small network as in the forward
             z = z.detach().requires_grad_()
             s = ctx.gate_fn(z, *ctx.params)
         buf = backward_scratch(ctx, x)  # g x, then dx

@@ -70,7 +70,8 @@ class _SGEResidualFn(torch.autograd.Function):
         b, c, h, w = x.shape
         xg = x.view(b, groups, c // groups, h * w)
         mean = xg.mean(3, keepdim=True)
-        score = _score(xg, mean)
+        with torch.autocast(x.device.type, enabled=False):  # the score in x's precision, as the backward
+            score = _score(xg, mean)
         var, mu = var_mean(score, dims=(3, ), correction=1)
         sd = var.sqrt_()
         k = weight / (sd + eps)

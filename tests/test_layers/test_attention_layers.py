@@ -94,6 +94,25 @@ def test_forward_residual_equals_forward_plus_identity(name, build, channels_las
     _close(ids[0].grad, ids[1].grad)
 
 
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize('name,build', [l for l in LAYERS if l[0] != 'psa'], ids=[n for n, _ in LAYERS if n != 'psa'])
+def test_forward_residual_under_autocast(name, build, dtype):
+    """Under autocast (CPU bfloat16 standing in for CUDA float16) the fused gate + add keeps x's dtype and
+    its backward runs, close to the float32 result, whether x comes in float32 or already in bfloat16."""
+    layer = perturb(build()).eval()
+    x, idt = torch.randn(2, 64, 9, 7), torch.randn(2, 64, 9, 7)
+    x32 = x.clone().requires_grad_()
+    (layer.forward_residual(x32, idt) ** 2).sum().backward()
+    xa = x.to(dtype).requires_grad_()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = layer.forward_residual(xa, idt.to(dtype))
+    # (SA's plain formula, odd groups, promotes with its float32 parameters, as the official code does)
+    assert out.dtype == (torch.float32 if name == 'sa-odd-groups' else dtype)
+    (out.float() ** 2).sum().backward()
+    assert xa.grad.dtype == dtype
+    assert torch.nn.functional.cosine_similarity(xa.grad.float().flatten(), x32.grad.flatten(), dim=0) > 0.99
+
+
 @pytest.mark.parametrize('name,build', [l for l in LAYERS if l[0] != 'psa'], ids=[n for n, _ in LAYERS if n != 'psa'])
 def test_forward_residual_inplace_only_when_autograd_allows(name, build):
     """``inplace=True`` writes the result over x under no-grad (no new feature map), and leaves x alone

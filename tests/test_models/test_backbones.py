@@ -191,6 +191,27 @@ def test_with_cp_same_output_and_gradients(name, build, layer_cls, attr, norm_ev
             assert torch.allclose(p.grad, q.grad, atol=1e-4 * max(scale, 1.0), rtol=1e-3), k
 
 
+@pytest.mark.parametrize('name,build,layer_cls,attr', TINY, ids=[t[0] for t in TINY])
+def test_trains_under_autocast(name, build, layer_cls, attr):
+    """A training step under autocast (mmdet's AmpOptimWrapper; CPU bfloat16 here, CUDA float16 alike)
+    runs, and its gradients follow the float32 ones: the hand-written backwards must run what they
+    recompute in the forward's precision."""
+    torch.manual_seed(0)
+    model = build()
+    model.train()
+    x = torch.randn(2, 3, 64, 64)
+    grads = []
+    for amp in (False, True):
+        model.zero_grad()
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=amp):
+            outs = model(x)
+        assert outs[0].dtype == (torch.bfloat16 if amp else torch.float32)
+        sum((o.float() ** 2).mean() for o in outs).backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert grads[0].shape == grads[1].shape and grads[1].isfinite().all()
+    assert torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0) > 0.99
+
+
 def test_caffe_style_moves_stride_to_conv1():
     model = SEResNet(50, base_channels=16, style='caffe')
     assert model.layer2[0].conv1.stride == (2, 2) and model.layer2[0].conv2.stride == (1, 1)
