@@ -5,8 +5,9 @@ wrong config fails at build time with a message that says how to fix it.
 
 The kernels (``var_mean``, ``same_conv``, ``ChannelGateResidual``, ``residual_output``,
 ``backward_scratch``, ``small_graph_grads``) and the mode checks (``needs_grad``, ``may_overwrite``,
-``use_custom_backward``, ``memory_format_of``, ``autocast_state``) are plain torch; each kernel states the formula it
-computes, and the tests compare it with the straightforward expression, forward and backward.
+``use_custom_backward``, ``memory_format_of``, ``autocast_state``) are plain torch; each kernel states
+the formula it computes, and the tests compare it with the straightforward expression, forward and
+backward.
 """
 import math
 from typing import Sequence

@@ -29,11 +29,15 @@ def _score(xg: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
     return torch.matmul(mean.transpose(2, 3), xg)
 
 
+def _gate(score: torch.Tensor, mu: torch.Tensor, k: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """sigmoid(k (score - mu) + bias), folded into one affine per group, ``k = weight / (std + eps)``."""
+    return torch.addcmul(bias - k * mu, score, k).sigmoid_()
+
+
 def _gate_from_score(score: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
-    """sigmoid(weight * (score - mean) / (std + eps) + bias) over HW, folded into one affine per group."""
+    """sigmoid(weight * (score - mean) / (std + eps) + bias) over HW."""
     var, mean = var_mean(score, dims=(3, ), correction=1)
-    scale = weight / (var.sqrt() + eps)
-    return torch.sigmoid(torch.addcmul(bias - scale * mean, score, scale))
+    return _gate(score, mean, weight / (var.sqrt() + eps), bias)
 
 
 def _gate_from_score_(score: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
@@ -74,8 +78,7 @@ class _SGEResidualFn(torch.autograd.Function):
             score = _score(xg, mean)
         var, mu = var_mean(score, dims=(3, ), correction=1)
         sd = var.sqrt_()
-        k = weight / (sd + eps)
-        gate = torch.addcmul(bias - k * mu, score, k).sigmoid_()
+        gate = _gate(score, mu, weight / (sd + eps), bias)
         ctx.save_for_backward(x, mean, score, mu, sd, weight, bias)
         ctx.groups, ctx.eps = groups, eps
         out = residual_output(ctx, x, own_x)
@@ -89,19 +92,20 @@ class _SGEResidualFn(torch.autograd.Function):
         n = h * w
         xg = x.view(b, ctx.groups, c // ctx.groups, n)
         g = grad.reshape(xg.shape)
-        k = weight / (sd + ctx.eps)
-        gate = torch.addcmul(bias - k * mu, score, k).sigmoid_()
+        sd_eps = sd + ctx.eps
+        k = weight / sd_eps
+        gate = _gate(score, mu, k, bias)
         buf = torch.empty_like(xg)  # g x, then dx
         dt = torch.mul(g, xg, out=buf).sum(2, keepdim=True)  # d gate, then dt, then ds
         torch.ops.aten.sigmoid_backward(dt, gate, grad_input=dt)
         centred = score - mu
         d_bias = dt.sum(3, keepdim=True)
         dk = torch.matmul(dt, centred.transpose(2, 3))
-        alpha = dk * k / ((sd + ctx.eps) * sd * (1 - n))
+        alpha = dk * k / (sd_eps * sd * (1 - n))
         d_score = torch.addcmul(-k * d_bias / n, dt, k, out=dt).addcmul_(centred, alpha)
         grad_x = torch.addcmul(torch.matmul(xg, d_score.transpose(2, 3)).div_(n), mean, d_score, out=buf)
         grad_x.addcmul_(g, gate)
-        d_weight = (dk / (sd + ctx.eps)).sum(0, keepdim=True)
+        d_weight = (dk / sd_eps).sum(0, keepdim=True)
         return grad_x.view(b, c, h, w), grad, None, d_weight, d_bias.sum(0, keepdim=True), None, None
 
 
