@@ -4,10 +4,10 @@ Every check raises ``ValueError`` naming the argument, the value it got and what
 wrong config fails at build time with a message that says how to fix it.
 
 The kernels (``var_mean``, ``same_conv``, ``ChannelGateResidual``, ``residual_output``,
-``backward_scratch``, ``small_graph_grads``) and the mode checks (``needs_grad``, ``may_overwrite``,
-``use_custom_backward``, ``memory_format_of``, ``autocast_state``) are plain torch; each kernel states
-the formula it computes, and the tests compare it with the straightforward expression, forward and
-backward.
+``backward_scratch``, ``chunk_slices``, ``small_graph_grads``) and the mode checks (``needs_grad``,
+``may_overwrite``, ``use_custom_backward``, ``memory_format_of``, ``autocast_state``) are plain torch;
+each kernel states the formula it computes, and the tests compare it with the straightforward
+expression, forward and backward.
 """
 import math
 from typing import Sequence
@@ -209,6 +209,24 @@ def backward_scratch(ctx, x: torch.Tensor) -> torch.Tensor:
     """A full-size buffer like the saved ``x`` for a gate's backward: ``x`` itself where it is a copy
     rebuilt for this backward alone (``own_x`` in :func:`residual_output`), else a new tensor."""
     return x if ctx.own_x else torch.empty_like(x)
+
+
+#: Bytes of one chunk of :func:`chunk_slices` (CPU): about an L2 cache.
+CHUNK_BYTES = 1 << 20
+
+
+def chunk_slices(t: torch.Tensor):
+    """Slices of ``t``'s first dim of about :data:`CHUNK_BYTES` each (at least one row) on CPU; on other
+    devices the whole dim in one slice (their caching allocators and bandwidth favour full-size work).
+
+    For a backward whose statistics are per sample: worked chunk by chunk, its temporaries live in one
+    small scratch buffer that stays in cache, instead of full-size maps that are read back from memory
+    and, on CPU above glibc's mmap threshold, page-faulted in anew at every call.
+    """
+    rows, step = t.shape[0], max(1, t.shape[0])
+    if t.device.type == 'cpu' and rows:
+        step = max(1, CHUNK_BYTES // max(1, t[0].numel() * t.element_size()))
+    return [slice(lo, min(lo + step, rows)) for lo in range(0, rows, step)]
 
 
 def small_graph_grads(output: torch.Tensor, inputs: Sequence[torch.Tensor], params: Sequence, grad_output):

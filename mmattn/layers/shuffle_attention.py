@@ -27,7 +27,9 @@ by :class:`_SAResidualFn` (with a hand-written backward). Odd G, ``forward`` out
 import torch
 from torch import nn
 
-from .helpers import check_divisible, check_positive_int, memory_format_of, needs_grad, var_mean
+from .helpers import (backward_scratch, check_divisible, check_positive_int, chunk_slices, memory_format_of, needs_grad,
+                      var_mean)
+from .recompute import rebuilt_in_backward
 
 
 def _sa_coefficients(x6: torch.Tensor, params, eps: float):
@@ -79,9 +81,11 @@ class _SAResidualFn(torch.autograd.Function):
 
     Autograd of the plain expressions keeps the full-size sigmoid of the spatial half, scatters the
     gradients of the two halves' statistics into full-size zero tensors and copies the shuffle. Here
-    the backward keeps x and per-channel values only and writes each half's gradient once. The
-    identity's gradient is the output's. With ``s0 = sigmoid(c0)``, ``s1 = sigmoid(a1 x1 + c1)``
-    (recomputed), ``N = H W`` and sums over H, W:
+    the backward keeps x and per-channel values only, and works one chunk of samples at a time (the
+    statistics are per sample): its products live in one small scratch buffer, and each half's
+    gradient is written once, over x where x was rebuilt for this backward (``own_x``, see
+    ``backward_scratch``). The identity's gradient is the output's. With ``s0 = sigmoid(c0)``,
+    ``s1 = sigmoid(a1 x1 + c1)`` (recomputed), ``N = H W`` and sums over H, W:
 
     * channel half: ``k0 = dL/dc0 = sum(g0 x0) s0 (1 - s0)``, ``dx0 = g0 s0 + cweight k0 / N``;
     * spatial half: ``dz = g1 x1 s1 (1 - s1)``, ``C = sum(dz) = dL/dc1``,
@@ -93,13 +97,13 @@ class _SAResidualFn(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, identity, groups, eps, *params):
+    def forward(ctx, x, identity, own_x, groups, eps, *params):
         b, c, h, w = x.shape
         half = c // (2 * groups)
         c0, a1, c1, m0, m1, rstd = _sa_coefficients(x.view(b, groups, 2, half, h, w), params, eps)
         cw, _, sw, _, gw, gb = params
         ctx.save_for_backward(x, c0, a1, c1, m0, m1, rstd, cw, sw, gw, gb)
-        ctx.groups = groups
+        ctx.groups, ctx.own_x = groups, own_x  # the output cannot take x's memory (shuffle); dx can
         return _sa_residual(x, identity, groups, (c0, a1, c1), torch.empty_like(identity))
 
     @staticmethod
@@ -108,28 +112,35 @@ class _SAResidualFn(torch.autograd.Function):
         b, c, h, w = x.shape
         groups, half, n, hw = ctx.groups, c // (2 * ctx.groups), h * w, (-2, -1)
         c0, a1, c1, m0, m1, rstd = (t.view(b, 2, groups // 2, half, 1, 1) for t in (c0, a1, c1, m0, m1, rstd))
-        x0, x1 = _halves(x, groups, half, shuffled=False)
-        g0, g1 = _halves(grad.contiguous(memory_format=memory_format_of(x)), groups, half, shuffled=True)
-        # the halves of grad_x are the scratch space of the products summed below (no other full-size
-        # or half-size temporary but s1): gx0 holds g0 x0, then dz x1, then dx0; gx1 holds dz, then dx1
-        grad_x = torch.empty_like(x)
-        gx0, gx1 = _halves(grad_x, groups, half, shuffled=False)
+        g = grad.contiguous(memory_format=memory_format_of(x))
+        grad_x = backward_scratch(ctx, x)
         s0 = c0.sigmoid()
-        k0 = torch.ops.aten.sigmoid_backward(torch.mul(g0, x0, out=gx0).sum(hw, keepdim=True), s0)
-        # spatial half
-        s1 = torch.addcmul(c1, a1, x1).sigmoid_()
-        dz = torch.ops.aten.sigmoid_backward(torch.mul(g1, x1, out=gx1), s1, grad_input=gx1)
-        big_c = dz.sum(hw, keepdim=True)
-        big_a = torch.mul(dz, x1, out=gx0).sum(hw, keepdim=True) - big_c * m1
-        alpha = big_a * sw * gw * rstd.pow(3) * (-1.0 / n)  # 2 * dvar / N
-        torch.addcmul(-big_c * a1 / n - alpha * m1, dz, a1, out=gx1).addcmul_(g1, s1).addcmul_(x1, alpha)
-        # channel half
-        torch.addcmul(cw * k0 / n, g0, s0, out=gx0)
+        k0, big_c, big_a, scratch = [], [], [], None
+        for sl in chunk_slices(x):
+            x0, x1 = _halves(x[sl], groups, half, shuffled=False)
+            g0, g1 = _halves(g[sl], groups, half, shuffled=True)
+            gx0, gx1 = _halves(grad_x[sl], groups, half, shuffled=False)  # may be x0, x1 themselves
+            if scratch is None:
+                scratch = torch.empty_like(x[sl])
+            t0, t1 = _halves(scratch[:x0.shape[0]], groups, half, shuffled=False)
+            # channel half: x0 is last read here (gx0 is free scratch from now on)
+            k0.append(torch.ops.aten.sigmoid_backward(torch.mul(g0, x0, out=t0).sum(hw, keepdim=True), s0[sl]))
+            # spatial half: t1 holds s1, t0 holds dz
+            s1 = torch.addcmul(c1[sl], a1[sl], x1, out=t1).sigmoid_()
+            dz = torch.ops.aten.sigmoid_backward(torch.mul(g1, x1, out=t0), s1, grad_input=t0)
+            big_c.append(dz.sum(hw, keepdim=True))
+            big_a.append(torch.mul(dz, x1, out=gx0).sum(hw, keepdim=True) - big_c[-1] * m1[sl])
+            alpha = big_a[-1] * sw * gw * rstd[sl].pow(3) * (-1.0 / n)  # 2 * dvar / N
+            shift = -big_c[-1] * a1[sl] / n - alpha * m1[sl]
+            torch.addcmul(shift, dz, a1[sl], out=t0).addcmul_(g1, s1)
+            torch.addcmul(t0, x1, alpha, out=gx1)
+            torch.addcmul(cw * k0[-1] / n, g0, s0[sl], out=gx0)
+        k0, big_c, big_a = torch.cat(k0), torch.cat(big_c), torch.cat(big_a)
         # parameters: per-channel values summed over batch and groups
         red = (0, 1, 2)
         grads = ((k0 * m0).sum(red), k0.sum(red), (big_a * gw * rstd + big_c * gb).sum(red), big_c.sum(red),
                  (big_a * sw * rstd).sum(red), (big_c * sw).sum(red))
-        return (grad_x, grad, None, None) + grads
+        return (grad_x, grad, None, None, None) + grads
 
 
 class ShuffleAttention(nn.Module):
@@ -188,7 +199,8 @@ class ShuffleAttention(nn.Module):
     def forward_residual(self, x: torch.Tensor, identity: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         """``identity + self(x)`` written once, in the shuffled order (see the module docstring).
 
-        ``inplace`` is accepted for the blocks' interface; the shuffled result cannot overwrite x.
+        The shuffled result cannot overwrite x; with ``inplace=True`` and x rebuilt for the backward
+        (:func:`~mmattn.layers.recompute.rebuilt_in_backward`), the backward writes dx over that copy.
         """
         if not torch.compiler.is_compiling() and not (x.is_contiguous() and identity.is_contiguous()):
             # e.g. channels_last: per-channel statistics over H, W and the shuffle views read NCHW 2-3x
@@ -200,6 +212,7 @@ class ShuffleAttention(nn.Module):
             return torch.add(identity.reshape(b, c // 2, 2, h, w), self._gated(x).transpose(1, 2)).view(b, c, h, w)
         params = self._params(c // (2 * self.groups))
         if needs_grad(x, identity, *params):
-            return _SAResidualFn.apply(x, identity, self.groups, self.gn.eps, *params)
+            return _SAResidualFn.apply(x, identity, inplace and rebuilt_in_backward(x), self.groups, self.gn.eps,
+                                       *params)
         coefficients = _sa_coefficients(x.view(b, self.groups, 2, -1, h, w), params, self.gn.eps)[:3]
         return _sa_residual(x, identity, self.groups, coefficients, torch.empty_like(identity))

@@ -3,7 +3,8 @@ replace, forward and backward (float64 and float32), including the inputs that b
 import pytest
 import torch
 
-from mmattn.layers.helpers import ChannelGateResidual, may_overwrite, same_conv, var_mean
+from mmattn.layers import helpers
+from mmattn.layers.helpers import ChannelGateResidual, chunk_slices, may_overwrite, same_conv, var_mean
 from mmattn.layers.cbam import CBAM
 from mmattn.layers.sge import _SGEResidualFn
 from mmattn.layers.shuffle_attention import _sa_coefficients, _sa_residual, _SAResidualFn
@@ -91,19 +92,19 @@ def _sa_inputs(dtype, shape=(2, 24, 5, 6), groups=4):
     return x, identity, params
 
 
-def test_shuffle_attention_backward_passes_gradcheck():
+def test_shuffle_attention_backward_passes_gradcheck(chunking):
     x, identity, params = _sa_inputs(torch.float64, (2, 12, 4, 3), groups=2)
     inputs = [t.requires_grad_() for t in (x, identity) + params]
-    assert torch.autograd.gradcheck(lambda x, i, *p: _SAResidualFn.apply(x, i, 2, 1e-5, *p), inputs)
+    assert torch.autograd.gradcheck(lambda x, i, *p: _SAResidualFn.apply(x, i, False, 2, 1e-5, *p), inputs)
 
 
 @pytest.mark.parametrize('channels_last', [False, True])
 @pytest.mark.parametrize('dtype,tol', [(torch.float64, 1e-12), (torch.float32, 1e-5)])
-def test_shuffle_attention_equals_plain_autograd(dtype, tol, channels_last):
+def test_shuffle_attention_equals_plain_autograd(dtype, tol, channels_last, chunking):
     x, identity, params = _sa_inputs(dtype)
     if channels_last:
         x, identity = (t.contiguous(memory_format=torch.channels_last) for t in (x, identity))
-    mine, g_mine = _grads(lambda x, i, *p: _SAResidualFn.apply(x, i, 4, 1e-5, *p), x, identity, *params)
+    mine, g_mine = _grads(lambda x, i, *p: _SAResidualFn.apply(x, i, False, 4, 1e-5, *p), x, identity, *params)
     ref, g_ref = _grads(lambda x, i, *p: _plain_sa_residual(x, i, 4, 1e-5, *p), x, identity, *params)
     torch.testing.assert_close(mine[0], ref[0], rtol=tol, atol=tol)
     for gm, gr in zip(g_mine, g_ref):
@@ -126,7 +127,7 @@ def test_shuffle_attention_keeps_one_feature_map_for_backward():
             fn()
         return sum(s for s in sizes if s >= x.numel() // 2)
 
-    assert saved_numel(lambda: _SAResidualFn.apply(inputs[0], inputs[1], 4, 1e-5, *inputs[2:])) == x.numel()
+    assert saved_numel(lambda: _SAResidualFn.apply(inputs[0], inputs[1], False, 4, 1e-5, *inputs[2:])) == x.numel()
     assert saved_numel(lambda: _plain_sa_residual(inputs[0], inputs[1], 4, 1e-5, *inputs[2:])) >= 2 * x.numel()
 
 
@@ -257,3 +258,13 @@ def test_may_overwrite():
     assert not may_overwrite(True, t, r)
     with torch.no_grad():
         assert may_overwrite(True, t, r)
+
+
+@pytest.mark.parametrize('chunk_bytes,rows', [(1, [1, 1, 1, 1, 1]), (2 * 6 * 4 * 4, [2, 2, 1]), (1 << 20, [5])])
+def test_chunk_slices_cover_the_batch(monkeypatch, chunk_bytes, rows):
+    monkeypatch.setattr(helpers, 'CHUNK_BYTES', chunk_bytes)
+    t = torch.randn(5, 6, 2, 2)
+    slices = chunk_slices(t)
+    assert [s.stop - s.start for s in slices] == rows
+    assert torch.equal(torch.cat([t[s] for s in slices]), t)
+    assert chunk_slices(t[:0]) == []

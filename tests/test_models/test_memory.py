@@ -71,7 +71,7 @@ def test_rebuild_not_used_where_it_would_not_be_exact():
 
 @pytest.mark.parametrize('gate', ['se', 'eca', 'sa', 'cbam', 'sge'])
 @pytest.mark.parametrize('training', [True, False])
-def test_rebuilt_tensor_matches_and_gradients_equal(training, gate):
+def test_rebuilt_tensor_matches_and_gradients_equal(training, gate, chunking):
     """With the rebuild (and the result written over the BN output where the gate can), output and
     gradients equal those of the plain path, which keeps the BN output."""
     from mmattn.layers import create_attention
