@@ -217,7 +217,8 @@ CHUNK_BYTES = 1 << 20
 
 def chunk_slices(t: torch.Tensor):
     """Slices of ``t``'s first dim of about :data:`CHUNK_BYTES` each (at least one row) on CPU; on other
-    devices the whole dim in one slice (their caching allocators and bandwidth favour full-size work).
+    devices, and for an empty dim, the whole dim in one slice (their caching allocators and bandwidth
+    favour full-size work).
 
     For a backward whose statistics are per sample: worked chunk by chunk, its temporaries live in one
     small scratch buffer that stays in cache, instead of full-size maps that are read back from memory
@@ -226,7 +227,7 @@ def chunk_slices(t: torch.Tensor):
     rows, step = t.shape[0], max(1, t.shape[0])
     if t.device.type == 'cpu' and rows:
         step = max(1, CHUNK_BYTES // max(1, t[0].numel() * t.element_size()))
-    return [slice(lo, min(lo + step, rows)) for lo in range(0, rows, step)]
+    return [slice(lo, min(lo + step, rows)) for lo in range(0, max(rows, 1), step)]
 
 
 def small_graph_grads(output: torch.Tensor, inputs: Sequence[torch.Tensor], params: Sequence, grad_output):

@@ -267,4 +267,11 @@ def test_chunk_slices_cover_the_batch(monkeypatch, chunk_bytes, rows):
     slices = chunk_slices(t)
     assert [s.stop - s.start for s in slices] == rows
     assert torch.equal(torch.cat([t[s] for s in slices]), t)
-    assert chunk_slices(t[:0]) == []
+    assert chunk_slices(t[:0]) == [slice(0, 0)]  # one (empty) chunk: the backwards still run
+
+
+def test_shuffle_attention_backward_on_an_empty_batch():
+    x, identity, params = _sa_inputs(torch.float32, (0, 24, 5, 6))
+    inputs = [t.requires_grad_() for t in (x, identity) + params]
+    _SAResidualFn.apply(inputs[0], inputs[1], False, 4, 1e-5, *inputs[2:]).sum().backward()
+    assert inputs[0].grad.shape == x.shape and all((p.grad == 0).all() for p in inputs[2:])
