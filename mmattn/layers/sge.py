@@ -34,10 +34,16 @@ def _gate(score: torch.Tensor, mu: torch.Tensor, k: torch.Tensor, bias: torch.Te
     return torch.addcmul(bias - k * mu, score, k).sigmoid_()
 
 
+def _score_stats(score: torch.Tensor):
+    """Mean and unbiased std (N - 1, as the official code) of the score over HW, each (B, G, 1, 1)."""
+    var, mean = var_mean(score, dims=(3, ), correction=1)
+    return mean, var.sqrt()
+
+
 def _gate_from_score(score: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
     """sigmoid(weight * (score - mean) / (std + eps) + bias) over HW."""
-    var, mean = var_mean(score, dims=(3, ), correction=1)
-    return _gate(score, mean, weight / (var.sqrt() + eps), bias)
+    mean, std = _score_stats(score)
+    return _gate(score, mean, weight / (std + eps), bias)
 
 
 def _gate_from_score_(score: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
@@ -76,8 +82,7 @@ class _SGEResidualFn(torch.autograd.Function):
         mean = xg.mean(3, keepdim=True)
         with torch.autocast(x.device.type, enabled=False):  # the score in x's precision, as the backward
             score = _score(xg, mean)
-        var, mu = var_mean(score, dims=(3, ), correction=1)
-        sd = var.sqrt_()
+        mu, sd = _score_stats(score)
         gate = _gate(score, mu, weight / (sd + eps), bias)
         ctx.save_for_backward(x, mean, score, mu, sd, weight, bias)
         ctx.groups, ctx.eps = groups, eps

@@ -115,26 +115,29 @@ class _SAResidualFn(torch.autograd.Function):
         g = grad.contiguous(memory_format=memory_format_of(x))
         grad_x = backward_scratch(ctx, x)
         s0 = c0.sigmoid()
-        k0, big_c, big_a, scratch = [], [], [], None
-        for sl in chunk_slices(x):
+        slices = chunk_slices(x)
+        scratch = torch.empty_like(x[slices[0]])  # one chunk: its halves t0, t1 hold the products
+        k0, big_c, big_a = [], [], []
+        for sl in slices:
             x0, x1 = _halves(x[sl], groups, half, shuffled=False)
             g0, g1 = _halves(g[sl], groups, half, shuffled=True)
             gx0, gx1 = _halves(grad_x[sl], groups, half, shuffled=False)  # may be x0, x1 themselves
-            if scratch is None:
-                scratch = torch.empty_like(x[sl])
-            t0, t1 = _halves(scratch[:x0.shape[0]], groups, half, shuffled=False)
+            t0, t1 = _halves(scratch[:sl.stop - sl.start], groups, half, shuffled=False)
+            a1_, c1_, m1_, s0_ = a1[sl], c1[sl], m1[sl], s0[sl]
             # channel half: x0 is last read here (gx0 is free scratch from now on)
-            k0.append(torch.ops.aten.sigmoid_backward(torch.mul(g0, x0, out=t0).sum(hw, keepdim=True), s0[sl]))
+            k0_ = torch.ops.aten.sigmoid_backward(torch.mul(g0, x0, out=t0).sum(hw, keepdim=True), s0_)
             # spatial half: t1 holds s1, t0 holds dz
-            s1 = torch.addcmul(c1[sl], a1[sl], x1, out=t1).sigmoid_()
+            s1 = torch.addcmul(c1_, a1_, x1, out=t1).sigmoid_()
             dz = torch.ops.aten.sigmoid_backward(torch.mul(g1, x1, out=t0), s1, grad_input=t0)
-            big_c.append(dz.sum(hw, keepdim=True))
-            big_a.append(torch.mul(dz, x1, out=gx0).sum(hw, keepdim=True) - big_c[-1] * m1[sl])
-            alpha = big_a[-1] * sw * gw * rstd[sl].pow(3) * (-1.0 / n)  # 2 * dvar / N
-            shift = -big_c[-1] * a1[sl] / n - alpha * m1[sl]
-            torch.addcmul(shift, dz, a1[sl], out=t0).addcmul_(g1, s1)
+            c_ = dz.sum(hw, keepdim=True)
+            a_ = torch.mul(dz, x1, out=gx0).sum(hw, keepdim=True) - c_ * m1_
+            alpha = a_ * sw * gw * rstd[sl].pow(3) * (-1.0 / n)  # 2 * dvar / N
+            torch.addcmul(-c_ * a1_ / n - alpha * m1_, dz, a1_, out=t0).addcmul_(g1, s1)
             torch.addcmul(t0, x1, alpha, out=gx1)
-            torch.addcmul(cw * k0[-1] / n, g0, s0[sl], out=gx0)
+            torch.addcmul(cw * k0_ / n, g0, s0_, out=gx0)
+            k0.append(k0_)
+            big_c.append(c_)
+            big_a.append(a_)
         k0, big_c, big_a = torch.cat(k0), torch.cat(big_c), torch.cat(big_a)
         # parameters: per-channel values summed over batch and groups
         red = (0, 1, 2)
