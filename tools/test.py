@@ -177,6 +177,9 @@ def main():
 
     # start testing
     runner.test()
+    # The runner's DDP wrapper holds the process group: drop it first, so that
+    # close_distributed frees the group while the interpreter is alive.
+    del runner
     close_distributed()
 
 

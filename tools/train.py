@@ -151,6 +151,9 @@ def main():
 
     runner = build_runner(cfg, args.launcher)
     runner.train()
+    # The runner's DDP wrapper holds the process group: drop it first, so that
+    # close_distributed frees the group while the interpreter is alive.
+    del runner
     close_distributed()
 
 

@@ -8,13 +8,22 @@ runtime asks for the ``nccl`` backend, and its DDP wrapper passes
 initialises the process group itself (mmengine skips ``init_dist`` when a
 group exists) and makes DDP wrap the CPU model without device ids.
 """
+import gc
 import os
 import subprocess
+import warnings
 from datetime import timedelta
 from typing import Optional
 
 import torch
 import torch.distributed as dist
+
+if dist.is_available():
+    # torch.distributed.nn.functional takes ``group.WORLD`` as the default argument of its
+    # collectives when it is imported. Imported after the group exists (DDP imports it on first
+    # use), it would hold the group until interpreter exit, out of close_distributed's reach;
+    # imported now, before any group, its defaults are None.
+    import torch.distributed.nn  # noqa: F401
 
 
 def _set_env_from_slurm(port: Optional[int]) -> None:
@@ -93,12 +102,49 @@ def setup_cpu_distributed(cfg, launcher: str) -> Optional[str]:
             f'(rank {dist.get_rank()} of {dist.get_world_size()}).')
 
 
+def _gloo_worker_threads() -> int:
+    """Number of live gloo worker threads in this process (Linux; 0 where ``/proc`` is missing)."""
+    task_dir = '/proc/self/task'
+    if not os.path.isdir(task_dir):
+        return 0
+    count = 0
+    for tid in os.listdir(task_dir):
+        try:
+            with open(os.path.join(task_dir, tid, 'comm')) as f:
+                count += f.read().strip() == 'pt_gloo_runloop'
+        except OSError:  # the thread ended while we listed them
+            pass
+    return count
+
+
 def close_distributed() -> None:
     """Destroy the default process group, if any, once the run is over.
 
-    Left to interpreter shutdown, a gloo group's worker threads can be torn down while still joinable,
-    and the process then aborts ("terminate called without an active exception", SIGABRT) after the
-    run has finished and saved everything, so the launcher reports the job as failed.
+    Call it after dropping the runner (``del runner``): its DDP wrapper holds the process group,
+    so ``destroy_process_group`` alone leaves the group and its gloo worker threads alive until
+    interpreter shutdown. A worker that then drops the last reference to a finished collective's
+    tensors needs the GIL, which a finalizing interpreter no longer hands out: the thread is
+    unwound through a ``noexcept`` destructor and the process aborts ("terminate called without
+    an active exception", SIGABRT) after the run has finished and saved everything, so the
+    launcher reports the job as failed. Freed here, while the interpreter is alive, the group's
+    destructor waits for its queued work and joins its threads.
+
+    Warns if gloo worker threads are still running afterwards, i.e. something still holds the
+    process group.
     """
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    gloo_threads_before = _gloo_worker_threads()
+    # A runner dropped by the caller sits in reference cycles (hooks, model, optimizer wrapper);
+    # collect it while the group is still registered, so its DDP wrapper is not the last owner.
+    gc.collect()
+    dist.destroy_process_group()
+    gc.collect()
+    if gloo_threads_before and _gloo_worker_threads():
+        warnings.warn(
+            'close_distributed: the gloo process group is still referenced after '
+            'destroy_process_group (typically by a DistributedDataParallel model or the runner '
+            'that owns it); drop those references before calling close_distributed, or the '
+            'process may abort at interpreter exit.',
+            RuntimeWarning,
+            stacklevel=2)
