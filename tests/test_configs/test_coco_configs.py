@@ -24,7 +24,8 @@ def test_the_full_grid_is_there():
     """3 detectors x 7 backbones x 2 depths, each listed in configs/README.md."""
     names = {osp.relpath(p, osp.join(ROOT, 'configs')) for p in COCO_CONFIGS}
     assert len(names) == 42
-    readme = open(osp.join(ROOT, 'configs', 'README.md')).read()
+    with open(osp.join(ROOT, 'configs', 'README.md')) as f:
+        readme = f.read()
     for name in names:
         assert f'({name})' in readme, f'{name} missing from configs/README.md'
 
