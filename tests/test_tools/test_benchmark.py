@@ -3,6 +3,7 @@
 Not a timing test: only structure and arithmetic are checked.
 """
 import json
+import mmap
 import os.path as osp
 
 import pytest
@@ -40,6 +41,12 @@ def test_backbones_smoke(tmp_path, capsys):
     rounds = [b / t for b, t in zip(base['all_seconds'], eca['all_seconds'])]
     assert f'| {(rounds[0] + rounds[1]) / 2:.3f} ({min(rounds):.2f}–{max(rounds):.2f}) |' in row
     assert 'threads 1' in text
+    # CPU: the malloc settings of the run in the header, and page faults per iteration in the last column
+    assert 'glibc malloc defaults' in text or 'MALLOC_' in text
+    assert text.splitlines()[2].endswith('| page faults (k/iter) |')
+    if benchmark.resource is not None:
+        assert all(r['page_faults_per_iter'] >= 0 for r in data)
+        assert row.endswith(f'| {eca["page_faults_per_iter"] / 1e3:.1f} |')
 
 
 def test_detector_training_smoke(capsys):
@@ -59,3 +66,17 @@ def test_cpu_peak_memory_in_a_fresh_process():
     infer = benchmark.cpu_peak_memory('backbone', 'ResNet-50', args, 'infer')
     # at least the backbone's 23.5 M float32 weights (89.7 MiB), plus a little activation memory
     assert 89.7 * 2**20 < infer < 1000 * 2**20
+
+
+@pytest.mark.skipif(benchmark.resource is None, reason='no getrusage here')
+def test_minor_faults_count_fresh_pages():
+    """A fresh anonymous mapping is faulted in page by page when first written."""
+    size = 64 * 2**20
+    with mmap.mmap(-1, size) as fresh:
+        if hasattr(mmap, 'MADV_NOHUGEPAGE'):  # 4 KiB pages even where transparent huge pages are always on
+            fresh.madvise(mmap.MADV_NOHUGEPAGE)
+        before = benchmark.minor_faults()
+        for offset in range(0, size, mmap.PAGESIZE):
+            fresh[offset] = 1
+        faulted = benchmark.minor_faults() - before
+    assert faulted >= 0.9 * size / mmap.PAGESIZE

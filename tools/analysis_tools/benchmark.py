@@ -18,6 +18,12 @@ Measures, for every model:
   (``MALLOC_MMAP_THRESHOLD_=131072``) so that freed feature maps leave the RSS; otherwise the peak
   measures heap fragmentation. The CPU figure is process memory, not tensor bytes: compare CPU numbers
   only with CPU numbers.
+* **page faults** (CPU): minor page faults per iteration, in thousands (median over rounds; with 4 KiB
+  pages, 1k faults = 4 MiB faulted in and zeroed by the kernel). glibc hands feature maps above its mmap threshold (dynamic, up to 32 MB) to the OS on
+  ``free`` and gets them back as fresh zeroed pages, so an iteration that allocates such maps pays for
+  faulting them in; how much depends on each model's allocation sizes and order. The header names the
+  ``MALLOC_*`` settings of the run: ``MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=68719476736``
+  keeps freed maps in the heap (0 faults after warm-up, as a GPU's caching allocator does).
 
 Timing protocol: every model is built and warmed up first (``--warmup`` iterations each); then
 ``--repeats`` rounds each time ``--iters`` iterations of every model, the models interleaved and their
@@ -48,6 +54,11 @@ import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+
+try:
+    import resource
+except ImportError:  # not on Windows: no page-fault counts
+    resource = None
 
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
@@ -174,15 +185,27 @@ class Subject:
 
 
 # ----------------------------------------------------------------------------- measuring
-def time_step(subject: Subject, mode: str, iters: int) -> float:
-    """Seconds per iteration over ``iters`` iterations."""
+def minor_faults() -> Optional[int]:
+    """Minor page faults of this process so far (all threads), or None where unknown."""
+    if resource is None:
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def time_step(subject: Subject, mode: str, iters: int) -> Tuple[float, Optional[float]]:
+    """Seconds per iteration over ``iters`` iterations, and minor page faults per iteration (CPU; None on
+    CUDA or where unknown)."""
     subject.sync()
+    faults = minor_faults() if subject.device.type == 'cpu' else None
     start = time.perf_counter()
     for _ in range(iters):
         out = subject.step(mode)
     subject.sync()
+    seconds = (time.perf_counter() - start) / iters
+    if faults is not None:
+        faults = (minor_faults() - faults) / iters
     del out
-    return (time.perf_counter() - start) / iters
+    return seconds, faults
 
 
 def cuda_peak_memory(subject: Subject, mode: str) -> float:
@@ -276,6 +299,7 @@ def run(args) -> List[dict]:
     add_missing_baselines(subjects, args)
     modes = subjects[0].modes
     times: Dict[Tuple[str, str], List[float]] = {(s.name, m): [] for s in subjects for m in modes}
+    faults: Dict[Tuple[str, str], List[Optional[float]]] = {key: [] for key in times}
     for mode in modes:
         for s in subjects:  # warm-up (allocator, cudnn autotuning, lazy init)
             for _ in range(args.warmup):
@@ -284,15 +308,19 @@ def run(args) -> List[dict]:
         for r in range(args.repeats):
             order = subjects[r % len(subjects):] + subjects[:r % len(subjects)]
             for s in order:
-                times[(s.name, mode)].append(time_step(s, mode, args.iters))
+                seconds, faulted = time_step(s, mode, args.iters)
+                times[(s.name, mode)].append(seconds)
+                faults[(s.name, mode)].append(faulted)
             print(f'{mode} round {r + 1}/{args.repeats}: ' + ', '.join(
                 f'{s.name} {times[(s.name, mode)][-1] * 1e3:.0f} ms' for s in subjects), file=sys.stderr)
     records = []
     for mode in modes:
         for s in subjects:
             med = statistics.median(times[(s.name, mode)])
+            faulted = faults[(s.name, mode)]
             rec = dict(name=s.name, kind=s.kind, backbone=s.backbone_type, depth=s.depth, mode=mode,
                        seconds_per_iter=med, all_seconds=times[(s.name, mode)],
+                       page_faults_per_iter=None if None in faulted else statistics.median(faulted),
                        throughput=(args.batch / med) if mode == 'infer' else 1.0 / med,
                        unit='img/s' if mode == 'infer' else 'it/s', memory=None)
             records.append(rec)
@@ -348,15 +376,25 @@ def paired_ratios(base: dict, rec: dict) -> List[float]:
     return [b / t for b, t in zip(base['all_seconds'], rec['all_seconds'])]
 
 
+def malloc_settings() -> str:
+    """The glibc ``MALLOC_*`` environment of this run, for the table's header."""
+    settings = sorted(f'{k}={v}' for k, v in os.environ.items() if k.startswith('MALLOC_'))
+    return ', '.join(settings) if settings else 'glibc malloc defaults'
+
+
 def ratio_table(records: Sequence[dict], args) -> str:
-    mem_label = 'peak mem (MB, CUDA allocated)' if args.device == 'cuda' else 'peak mem (MB, RSS growth)'
+    cpu = args.device == 'cpu'
+    mem_label = 'peak mem (MB, RSS growth)' if cpu else 'peak mem (MB, CUDA allocated)'
+    fault_label = ' page faults (k/iter) |' if cpu else ''
     lines = [f'device {args.device}, batch {args.batch}, input {args.size[0]}x{args.size[1]}, '
              f'{"channels-last, " if args.channels_last else ""}{"AMP, " if args.amp else ""}'
-             f'threads {torch.get_num_threads()}, torch {torch.__version__}; median of {args.repeats} rounds x '
+             f'threads {torch.get_num_threads()}, torch {torch.__version__}'
+             f'{"; " + malloc_settings() if cpu else ""}; median of {args.repeats} rounds x '
              f'{args.iters} iters (after {args.warmup} warm-up); speed ratio: median of the per-round ratios '
              f'(lowest–highest round)', '',
-             f'| model | mode | throughput | ms/iter (min–max) | ratio vs ResNet | {mem_label} | mem ratio |',
-             '|---|---|---|---|---|---|---|']
+             f'| model | mode | throughput | ms/iter (min–max) | ratio vs ResNet | {mem_label} | mem ratio |'
+             + fault_label,
+             '|---|---|---|---|---|---|---|' + ('---|' if cpu else '')]
     for rec in records:
         base = baseline_of(records, rec)
         ratio = '–'
@@ -366,8 +404,11 @@ def ratio_table(records: Sequence[dict], args) -> str:
         mem = '–' if rec['memory'] is None else f'{rec["memory"] / 2**20:.0f}'
         mem_ratio = f'{rec["memory"] / base["memory"]:.3f}' if base and rec['memory'] and base['memory'] else '–'
         spread = f'{min(rec["all_seconds"]) * 1e3:.0f}–{max(rec["all_seconds"]) * 1e3:.0f}'
+        faulted = rec.get('page_faults_per_iter')
+        fault_cell = (' – |' if faulted is None else f' {faulted / 1e3:.1f} |') if cpu else ''
         lines.append(f'| {rec["name"]} | {rec["mode"]} | {rec["throughput"]:.3g} {rec["unit"]} | '
-                     f'{rec["seconds_per_iter"] * 1e3:.0f} ({spread}) | {ratio} | {mem} | {mem_ratio} |')
+                     f'{rec["seconds_per_iter"] * 1e3:.0f} ({spread}) | {ratio} | {mem} | {mem_ratio} |'
+                     + fault_cell)
     return '\n'.join(lines)
 
 
