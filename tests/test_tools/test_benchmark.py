@@ -80,3 +80,11 @@ def test_minor_faults_count_fresh_pages():
             fresh[offset] = 1
         faulted = benchmark.minor_faults() - before
     assert faulted >= 0.9 * size / mmap.PAGESIZE
+
+
+def test_memory_child_fixes_the_mmap_threshold_under_any_run_setting(monkeypatch):
+    """The RSS peak follows live tensors only if freed maps leave the RSS: a run with malloc told to keep
+    its memory (the speed settings) must not carry that into the memory measurement."""
+    monkeypatch.setenv('MALLOC_MMAP_THRESHOLD_', '4294967296')
+    assert benchmark._memory_child_env()['MALLOC_MMAP_THRESHOLD_'] == '131072'
+    assert 'MALLOC_MMAP_THRESHOLD_=4294967296' in benchmark.malloc_settings()

@@ -19,11 +19,13 @@ Measures, for every model:
   measures heap fragmentation. The CPU figure is process memory, not tensor bytes: compare CPU numbers
   only with CPU numbers.
 * **page faults** (CPU): minor page faults per iteration, in thousands (median over rounds; with 4 KiB
-  pages, 1k faults = 4 MiB faulted in and zeroed by the kernel). glibc hands feature maps above its mmap threshold (dynamic, up to 32 MB) to the OS on
-  ``free`` and gets them back as fresh zeroed pages, so an iteration that allocates such maps pays for
-  faulting them in; how much depends on each model's allocation sizes and order. The header names the
-  ``MALLOC_*`` settings of the run: ``MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=68719476736``
-  keeps freed maps in the heap (0 faults after warm-up, as a GPU's caching allocator does).
+  pages, 1k faults = 4 MiB faulted in and zeroed by the kernel). glibc hands feature maps above its
+  mmap threshold (dynamic, up to 32 MB) to the OS on ``free`` and gets them back as fresh zeroed
+  pages, so an iteration that allocates such maps pays for faulting them in; how much depends on each
+  model's allocation sizes and order. The header names the ``MALLOC_*`` settings of the run:
+  ``MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=68719476736`` keeps freed maps in the
+  heap (almost no faults after warm-up, as with a GPU's caching allocator). The memory child below
+  always runs with its own fixed threshold, so the memory column means the same under any setting.
 
 Timing protocol: every model is built and warmed up first (``--warmup`` iterations each); then
 ``--repeats`` rounds each time ``--iters`` iterations of every model, the models interleaved and their
@@ -57,7 +59,7 @@ import torch
 
 try:
     import resource
-except ImportError:  # not on Windows: no page-fault counts
+except ImportError:  # Windows has no resource module: no page-fault counts
     resource = None
 
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
@@ -255,7 +257,7 @@ def _memory_child_env() -> dict:
     maps stay in the heap and RSS keeps the high-water mark of fragmentation, not of live tensors
     (ResNet-50 train, batch 8: 1296 MB vs 921 MB; the ratios between models drift by up to 0.5).
     A fixed threshold makes every feature map its own mapping, returned to the OS when freed."""
-    return dict(os.environ, MALLOC_MMAP_THRESHOLD_=os.environ.get('MALLOC_MMAP_THRESHOLD_', '131072'))
+    return dict(os.environ, MALLOC_MMAP_THRESHOLD_='131072')
 
 
 def cpu_peak_memory(kind: str, spec: str, args, mode: str) -> Optional[float]:
