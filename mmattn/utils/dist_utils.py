@@ -137,9 +137,9 @@ def close_distributed() -> None:
     gloo_threads_before = _gloo_worker_threads()
     # A runner dropped by the caller sits in reference cycles (hooks, model, optimizer wrapper);
     # collect it while the group is still registered, so its DDP wrapper is not the last owner.
+    # destroy_process_group then drops the last references: the group's destructor runs here.
     gc.collect()
     dist.destroy_process_group()
-    gc.collect()
     if gloo_threads_before and _gloo_worker_threads():
         warnings.warn(
             'close_distributed: the gloo process group is still referenced after '
