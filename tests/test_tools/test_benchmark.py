@@ -7,6 +7,7 @@ import mmap
 import os.path as osp
 
 import pytest
+import torch
 
 import benchmark
 
@@ -88,3 +89,48 @@ def test_memory_child_fixes_the_mmap_threshold_under_any_run_setting(monkeypatch
     monkeypatch.setenv('MALLOC_MMAP_THRESHOLD_', '4294967296')
     assert benchmark._memory_child_env()['MALLOC_MMAP_THRESHOLD_'] == '131072'
     assert 'MALLOC_MMAP_THRESHOLD_=4294967296' in benchmark.malloc_settings()
+
+
+def test_compare_channels_last(tmp_path, capsys):
+    """Each model twice (NCHW and channels-last) in the same rounds: ratios vs the ResNet of the same
+    layout, and the channels-last twin's speed relative to its NCHW self in the last column."""
+    out_json = tmp_path / 'b.json'
+    rc = benchmark.main(['--backbones', 'SAResNet', '--depth', '50', '--batch', '1', '--size', '64', '--repeats',
+                         '2', '--iters', '1', '--warmup', '0', '--threads', '1', '--no-memory', '--mode', 'infer',
+                         '--compare-channels-last', '--json', str(out_json)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    data = {r['name']: r for r in json.loads(out_json.read_text())['records']}
+    assert sorted(data) == ['ResNet-50', 'ResNet-50 (NHWC)', 'SAResNet-50', 'SAResNet-50 (NHWC)']
+    assert [data[n]['channels_last'] for n in sorted(data)] == [False, True, False, True]
+    lines = text.splitlines()
+    assert lines[2].endswith('| page faults (k/iter) | NHWC vs NCHW |') and 'NCHW and channels-last (NHWC)' in lines[0]
+
+    def cells(name):
+        row = next(line for line in lines if line.startswith(f'| {name} | infer'))
+        return [c.strip() for c in row.strip('|').split('|')]
+
+    def paired(base, rec):
+        rounds = [b / t for b, t in zip(data[base]['all_seconds'], data[rec]['all_seconds'])]
+        return f'{sum(rounds) / 2:.3f} ({min(rounds):.2f}–{max(rounds):.2f})'
+
+    assert cells('SAResNet-50 (NHWC)')[4] == paired('ResNet-50 (NHWC)', 'SAResNet-50 (NHWC)')
+    assert cells('SAResNet-50')[4] == paired('ResNet-50', 'SAResNet-50')
+    assert cells('SAResNet-50 (NHWC)')[-1] == paired('SAResNet-50', 'SAResNet-50 (NHWC)')
+    assert cells('SAResNet-50')[-1] == '–' and cells('ResNet-50 (NHWC)')[-1] == paired('ResNet-50',
+                                                                                       'ResNet-50 (NHWC)')
+
+
+def test_channels_last_subject_holds_weights_and_input_in_nhwc():
+    args = benchmark.parse_args(['--backbones', 'CBAMResNet', '--batch', '1', '--size', '32',
+                                 '--compare-channels-last'])
+    nhwc = benchmark.Subject('backbone', 'CBAMResNet-18', args, channels_last=True).build()
+    nchw = benchmark.Subject('backbone', 'CBAMResNet-18', args, channels_last=False).build()
+    assert nhwc.name == 'CBAMResNet-18 (NHWC)' and nchw.name == 'CBAMResNet-18'
+    assert nhwc.image.is_contiguous(memory_format=torch.channels_last) and nchw.image.is_contiguous()
+    assert nhwc.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not nchw.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    # the output is the same computation in either layout
+    torch.testing.assert_close(nhwc.infer_step()[-1], nchw.infer_step()[-1], rtol=1e-4, atol=1e-4)
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(['--backbones', 'SEResNet', '--channels-last', '--compare-channels-last'])

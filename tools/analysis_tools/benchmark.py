@@ -18,6 +18,9 @@ Measures, for every model:
   (``MALLOC_MMAP_THRESHOLD_=131072``) so that freed feature maps leave the RSS; otherwise the peak
   measures heap fragmentation. The CPU figure is process memory, not tensor bytes: compare CPU numbers
   only with CPU numbers.
+* **channels-last** (``--compare-channels-last``): every model also runs with its weights and input in
+  channels-last (NHWC), in the same rounds; its ratio vs ResNet is to the channels-last ResNet, and
+  the last column is its speed relative to the same model in NCHW (> 1: channels-last is faster);
 * **page faults** (CPU): minor page faults per iteration, in thousands (median over rounds; with 4 KiB
   pages, 1k faults = 4 MiB faulted in and zeroed by the kernel). glibc hands feature maps above its
   mmap threshold (dynamic, up to 32 MB) to the OS on ``free`` and gets them back as fresh zeroed
@@ -30,17 +33,19 @@ Measures, for every model:
 Timing protocol: every model is built and warmed up first (``--warmup`` iterations each); then
 ``--repeats`` rounds each time ``--iters`` iterations of every model, the models interleaved and their
 order rotated every round so that drift (thermal, other processes) hits all of them alike. The table
-reports the median over rounds and the ratio to the ResNet of the same depth measured in the same
-run (added automatically when missing). The speed ratio is the median over rounds of the ratio within
-each round (baseline time / model time, measured minutes apart at most), with the lowest and highest
-round in brackets: on a shared or throttling machine the pairing cancels the drift between rounds that a
-ratio of two medians would keep. Ratios > 1 mean faster (throughput) or bigger (memory).
+reports the median over rounds and the ratio to the ResNet of the same depth and memory format
+measured in the same run (added automatically when missing). The speed ratio is the median over
+rounds of the ratio within each round (baseline time / model time, measured minutes apart at most),
+with the lowest and highest round in brackets: on a shared or throttling machine the pairing cancels
+the drift between rounds that a ratio of two medians would keep. Ratios > 1 mean faster (throughput)
+or bigger (memory).
 
 Examples::
 
     python tools/analysis_tools/benchmark.py --backbones all --depth 50 --batch 8 --size 224
     python tools/analysis_tools/benchmark.py --backbones all --depth 50 --batch 2 --size 800x1333 \
         --repeats 3 --iters 1 --mode infer
+    python tools/analysis_tools/benchmark.py --backbones all --depth 50 --compare-channels-last
     python tools/analysis_tools/benchmark.py --configs configs/eca_resnet/faster-rcnn_eca-r50_fpn_1x_coco.py \
         --device cuda --batch 2 --size 800x1333 --amp
 """
@@ -65,6 +70,7 @@ except ImportError:  # Windows has no resource module: no page-fault counts
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
 ALL_BACKBONES = ('ResNet', 'SEResNet', 'ECAResNet', 'SAResNet', 'CBAMResNet', 'SGEResNet', 'EPSANet')
+CHANNELS_LAST_SUFFIX = ' (NHWC)'  # name of a model's channels-last twin in a --compare-channels-last run
 
 
 def _get_flops_module():
@@ -90,12 +96,15 @@ def parse_size(text: str) -> Tuple[int, int]:
 class Subject:
     """One model to benchmark: builds the model, its inputs, and runs one inference / training step."""
 
-    def __init__(self, kind: str, spec: str, args):
+    def __init__(self, kind: str, spec: str, args, channels_last: Optional[bool] = None):
         self.kind, self.spec, self.args = kind, spec, args
+        self.channels_last = args.channels_last if channels_last is None else channels_last
         self.device = torch.device(args.device)
         self.model = None
         self.optimizer = None
         self.name = spec if kind == 'backbone' else osp.splitext(osp.basename(spec))[0]
+        if getattr(args, 'compare_channels_last', False) and self.channels_last:
+            self.name += CHANNELS_LAST_SUFFIX
         self.backbone_type, self.depth = None, None
 
     # -- building
@@ -113,12 +122,12 @@ class Subject:
         self.model = model.to(self.device)
         if self.kind == 'detector':
             self.wrapper = self.wrapper.to(self.device)
-        if self.args.channels_last:
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         gen = torch.Generator().manual_seed(0)
         b, (h, w) = self.args.batch, self.args.size
         self.image = torch.randn(b, 3, h, w, generator=gen).to(self.device)
-        if self.args.channels_last:
+        if self.channels_last:
             self.image = self.image.contiguous(memory_format=torch.channels_last)
         self.train_data = None
         if self.kind == 'detector' and 'train' in self.modes:
@@ -141,7 +150,7 @@ class Subject:
                                 num_classes=num_classes, with_mask=with_mask)
         data = self.model.data_preprocessor(packed, True)
         inputs = data['inputs'].to(self.device)
-        if self.args.channels_last:
+        if self.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         return inputs, [s.to(self.device) for s in data['data_samples']]
 
@@ -260,11 +269,11 @@ def _memory_child_env() -> dict:
     return dict(os.environ, MALLOC_MMAP_THRESHOLD_='131072')
 
 
-def cpu_peak_memory(kind: str, spec: str, args, mode: str) -> Optional[float]:
+def cpu_peak_memory(kind: str, spec: str, args, mode: str, channels_last: bool = False) -> Optional[float]:
     """Peak RSS growth of a fresh process over building the model and one step (see module doc)."""
     if not osp.exists('/proc/self/statm'):
         return None
-    payload = dict(kind=kind, spec=spec, mode=mode, args=vars(args))
+    payload = dict(kind=kind, spec=spec, mode=mode, args=dict(vars(args), channels_last=channels_last))
     try:
         proc = subprocess.run([sys.executable, osp.abspath(__file__), '--memory-child', json.dumps(payload)],
                               capture_output=True, text=True, timeout=3600, env=_memory_child_env())
@@ -291,7 +300,9 @@ def run(args) -> List[dict]:
     if args.device == 'cuda':
         torch.backends.cudnn.benchmark = True
     specs = expand_backbones(args.backbones or [], args.depth)
-    subjects = [Subject('backbone', s, args) for s in specs] + [Subject('detector', c, args) for c in args.configs]
+    layouts = (False, True) if args.compare_channels_last else (args.channels_last, )
+    subjects = [Subject(kind, spec, args, channels_last=cl) for kind, spec in
+                [('backbone', s) for s in specs] + [('detector', c) for c in args.configs] for cl in layouts]
     if not subjects:
         raise SystemExit('nothing to benchmark: give --backbones and/or --configs')
     for s in subjects:
@@ -321,6 +332,7 @@ def run(args) -> List[dict]:
             med = statistics.median(times[(s.name, mode)])
             faulted = faults[(s.name, mode)]
             rec = dict(name=s.name, kind=s.kind, backbone=s.backbone_type, depth=s.depth, mode=mode,
+                       channels_last=s.channels_last,
                        seconds_per_iter=med, all_seconds=times[(s.name, mode)],
                        page_faults_per_iter=None if None in faulted else statistics.median(faulted),
                        throughput=(args.batch / med) if mode == 'infer' else 1.0 / med,
@@ -331,7 +343,7 @@ def run(args) -> List[dict]:
             if s.device.type == 'cuda':
                 rec['memory'] = cuda_peak_memory(s, rec['mode'])
             else:
-                rec['memory'] = cpu_peak_memory(s.kind, s.spec, args, rec['mode'])
+                rec['memory'] = cpu_peak_memory(s.kind, s.spec, args, rec['mode'], s.channels_last)
     return records
 
 
@@ -348,22 +360,27 @@ def expand_backbones(specs: Sequence[str], depth: int) -> List[str]:
 
 
 def add_missing_baselines(subjects: List[Subject], args) -> None:
-    """Make sure a plain ResNet of every depth present is measured in the same run."""
+    """Make sure a plain ResNet of every depth (and memory format) present is measured in the same run;
+    added baselines go first, in the order of the models that need them."""
+    added = 0
     for s in list(subjects):
         if s.kind != 'backbone' or s.backbone_type == 'ResNet':
             continue
-        if not any(o.kind == 'backbone' and o.backbone_type == 'ResNet' and o.depth == s.depth for o in subjects):
-            base = Subject('backbone', f'ResNet-{s.depth}', args).build()
-            subjects.insert(0, base)
+        if not any(o.kind == 'backbone' and o.backbone_type == 'ResNet' and o.depth == s.depth
+                   and o.channels_last == s.channels_last for o in subjects):
+            base = Subject('backbone', f'ResNet-{s.depth}', args, channels_last=s.channels_last).build()
+            subjects.insert(added, base)
+            added += 1
             print(f'added baseline {base.name}', file=sys.stderr)
 
 
 def baseline_of(records: Sequence[dict], rec: dict) -> Optional[dict]:
-    """The plain-ResNet record of the same kind, depth and mode (for detectors: same config but ResNet,
-    matched by the config name with the backbone part replaced is not reliable, so by depth and
-    detector name pattern)."""
+    """The plain-ResNet record of the same kind, depth, mode and memory format (for detectors: same
+    config but ResNet, matched by the config name with the backbone part replaced is not reliable, so
+    by depth and detector name pattern)."""
     for other in records:
-        if other['mode'] != rec['mode'] or other['depth'] != rec['depth'] or other['backbone'] != 'ResNet':
+        if other['mode'] != rec['mode'] or other['depth'] != rec['depth'] or other['backbone'] != 'ResNet' \
+                or other.get('channels_last') != rec.get('channels_last'):
             continue
         if rec['kind'] == 'backbone' and other['kind'] == 'backbone':
             return other
@@ -373,9 +390,24 @@ def baseline_of(records: Sequence[dict], rec: dict) -> Optional[dict]:
     return None
 
 
+def contiguous_twin(records: Sequence[dict], rec: dict) -> Optional[dict]:
+    """For a channels-last record of a ``--compare-channels-last`` run: the same model and mode in NCHW."""
+    if not rec.get('channels_last') or not rec['name'].endswith(CHANNELS_LAST_SUFFIX):
+        return None
+    name = rec['name'][:-len(CHANNELS_LAST_SUFFIX)]
+    return next((o for o in records if o['name'] == name and o['mode'] == rec['mode']
+                 and not o.get('channels_last')), None)
+
+
 def paired_ratios(base: dict, rec: dict) -> List[float]:
     """Per-round speed ratios ``base time / rec time`` (each round times every model once)."""
     return [b / t for b, t in zip(base['all_seconds'], rec['all_seconds'])]
+
+
+def paired_ratio_text(base: dict, rec: dict) -> str:
+    """'median (lowest–highest)' of the per-round speed ratios of ``rec`` to ``base``."""
+    rounds = paired_ratios(base, rec)
+    return f'{statistics.median(rounds):.3f} ({min(rounds):.2f}–{max(rounds):.2f})'
 
 
 def malloc_settings() -> str:
@@ -388,21 +420,23 @@ def ratio_table(records: Sequence[dict], args) -> str:
     cpu = args.device == 'cpu'
     mem_label = 'peak mem (MB, RSS growth)' if cpu else 'peak mem (MB, CUDA allocated)'
     fault_label = ' page faults (k/iter) |' if cpu else ''
+    twin_label = ' NHWC vs NCHW |' if args.compare_channels_last else ''
     lines = [f'device {args.device}, batch {args.batch}, input {args.size[0]}x{args.size[1]}, '
-             f'{"channels-last, " if args.channels_last else ""}{"AMP, " if args.amp else ""}'
+             f'{"channels-last, " if args.channels_last else ""}'
+             f'{"each model in NCHW and channels-last (NHWC), " if args.compare_channels_last else ""}'
+             f'{"AMP, " if args.amp else ""}'
              f'threads {torch.get_num_threads()}, torch {torch.__version__}'
              f'{"; " + malloc_settings() if cpu else ""}; median of {args.repeats} rounds x '
              f'{args.iters} iters (after {args.warmup} warm-up); speed ratio: median of the per-round ratios '
              f'(lowest–highest round)', '',
              f'| model | mode | throughput | ms/iter (min–max) | ratio vs ResNet | {mem_label} | mem ratio |'
-             + fault_label,
-             '|---|---|---|---|---|---|---|' + ('---|' if cpu else '')]
+             + fault_label + twin_label,
+             '|---|---|---|---|---|---|---|' + ('---|' if cpu else '') + ('---|' if twin_label else '')]
     for rec in records:
         base = baseline_of(records, rec)
-        ratio = '–'
-        if base:
-            rounds = paired_ratios(base, rec)
-            ratio = f'{statistics.median(rounds):.3f} ({min(rounds):.2f}–{max(rounds):.2f})'
+        ratio = '–' if base is None else paired_ratio_text(base, rec)
+        twin = contiguous_twin(records, rec)
+        twin_cell = (' – |' if twin is None else f' {paired_ratio_text(twin, rec)} |') if twin_label else ''
         mem = '–' if rec['memory'] is None else f'{rec["memory"] / 2**20:.0f}'
         mem_ratio = f'{rec["memory"] / base["memory"]:.3f}' if base and rec['memory'] and base['memory'] else '–'
         spread = f'{min(rec["all_seconds"]) * 1e3:.0f}–{max(rec["all_seconds"]) * 1e3:.0f}'
@@ -410,7 +444,7 @@ def ratio_table(records: Sequence[dict], args) -> str:
         fault_cell = (' – |' if faulted is None else f' {faulted / 1e3:.1f} |') if cpu else ''
         lines.append(f'| {rec["name"]} | {rec["mode"]} | {rec["throughput"]:.3g} {rec["unit"]} | '
                      f'{rec["seconds_per_iter"] * 1e3:.0f} ({spread}) | {ratio} | {mem} | {mem_ratio} |'
-                     + fault_cell)
+                     + fault_cell + twin_cell)
     return '\n'.join(lines)
 
 
@@ -427,7 +461,11 @@ def parse_args(argv=None):
     parser.add_argument('--batch', type=int, default=8)
     parser.add_argument('--size', type=parse_size, default=(224, 224), help="'224' or HxW, e.g. '800x1333'")
     parser.add_argument('--proposals', type=int, default=1000, help='RoIs of two-stage detectors (inference)')
-    parser.add_argument('--channels-last', action='store_true')
+    layout = parser.add_mutually_exclusive_group()
+    layout.add_argument('--channels-last', action='store_true', help='every model and input in channels-last')
+    layout.add_argument('--compare-channels-last', action='store_true',
+                        help='every model both in NCHW and in channels-last, interleaved in the same rounds; '
+                        'adds the column "NHWC vs NCHW"')
     parser.add_argument('--amp', action='store_true', help='autocast (fp16 on CUDA, bf16 on CPU)')
     parser.add_argument('--threads', type=int, default=0, help='torch CPU threads (default: torch default)')
     parser.add_argument('--warmup', type=int, default=2, help='warm-up iterations per model and mode')
