@@ -7,7 +7,7 @@ from mmattn.layers import helpers
 from mmattn.layers.helpers import ChannelGateResidual, chunk_slices, may_overwrite, same_conv, var_mean
 from mmattn.layers.cbam import CBAM
 from mmattn.layers.sge import _SGEResidualFn
-from mmattn.layers.shuffle_attention import _sa_coefficients, _sa_residual, _SAResidualFn
+from mmattn.layers.shuffle_attention import ShuffleAttention, _sa_coefficients, _sa_residual, _SAResidualFn
 
 
 def _grads(fn, *inputs, seed=0):
@@ -114,6 +114,49 @@ def test_shuffle_attention_equals_plain_autograd(dtype, tol, channels_last, chun
     coefficients = _sa_coefficients(x.view(b, 4, 2, -1, h, w), params, 1e-5)[:3]
     no_grad = _sa_residual(x, identity, 4, coefficients, torch.empty_like(identity))
     torch.testing.assert_close(no_grad, ref[0].detach(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize('groups', [4, 3], ids=['even-groups', 'odd-groups'])
+@pytest.mark.parametrize('identity_nhwc', [True, False], ids=['identity-nhwc', 'identity-nchw'])
+@pytest.mark.parametrize('dtype,tol', [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_shuffle_attention_channels_last_inference(dtype, tol, identity_nhwc, groups):
+    """Without autograd a channels-last x is shuffled first and gated in the output's channel order:
+    same values as the plain expressions, and the result stays channels-last."""
+    torch.manual_seed(0)
+    sa = ShuffleAttention(24, groups=groups).to(dtype)
+    with torch.no_grad():
+        for p in sa.parameters():
+            p.normal_()
+    x = (torch.randn(2, 24, 5, 6, dtype=dtype) * 1.5 + 3.0).contiguous(memory_format=torch.channels_last)
+    identity = torch.randn(2, 24, 5, 6, dtype=dtype)
+    if identity_nhwc:
+        identity = identity.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        params = sa._params(24 // (2 * groups))
+        ref = _plain_sa_residual(x.contiguous(), identity.contiguous(), groups, sa.gn.eps, *params)
+        out = sa.forward_residual(x, identity)
+        own = x.clone(memory_format=torch.channels_last)
+        out_inplace = sa.forward_residual(own, identity, inplace=True)
+    assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+    torch.testing.assert_close(out, ref, rtol=tol, atol=tol)
+    torch.testing.assert_close(out_inplace, ref, rtol=tol, atol=tol)
+    assert out_inplace.data_ptr() == own.data_ptr() and out.data_ptr() != x.data_ptr()
+    with torch.inference_mode():
+        torch.testing.assert_close(sa.forward_residual(x, identity), ref, rtol=tol, atol=tol)
+
+
+def test_shuffle_attention_channels_last_reduced_precision_takes_the_nchw_path():
+    """bfloat16 has no complex type on CPU: the channels-last kernel is not used, and the result is
+    still the formula's (in NCHW)."""
+    torch.manual_seed(0)
+    sa = ShuffleAttention(24, groups=4)
+    x = torch.randn(2, 24, 5, 6).contiguous(memory_format=torch.channels_last)
+    identity = torch.randn(2, 24, 5, 6)
+    with torch.no_grad():
+        out = sa.forward_residual(x.bfloat16(), identity.bfloat16())
+        ref = sa.forward_residual(x, identity)
+    assert out.dtype == torch.bfloat16 and out.is_contiguous()
+    torch.testing.assert_close(out.float(), ref, rtol=2e-2, atol=2e-2)
 
 
 def test_shuffle_attention_keeps_one_feature_map_for_backward():

@@ -192,6 +192,31 @@ def test_with_cp_same_output_and_gradients(name, build, layer_cls, attr, norm_ev
 
 
 @pytest.mark.parametrize('name,build,layer_cls,attr', TINY, ids=[t[0] for t in TINY])
+def test_channels_last_model_gives_the_nchw_outputs(name, build, layer_cls, attr):
+    """model.to(memory_format=torch.channels_last) with an NHWC input: same outputs as in NCHW, in
+    inference and in a training step (forward and input gradient)."""
+    torch.manual_seed(0)
+    ref = build()
+    nhwc = build().to(memory_format=torch.channels_last)
+    nhwc.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    for train in (False, True):
+        ref.train(train)
+        nhwc.train(train)
+        xs = [x.clone().requires_grad_(train), x.contiguous(memory_format=torch.channels_last).requires_grad_(train)]
+        with torch.set_grad_enabled(train):
+            outs = [m(t) for m, t in zip((ref, nhwc), xs)]
+        for a, b in zip(*outs):
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
+        if train:
+            for o, t in zip(outs, xs):
+                sum((v ** 2).mean() for v in o).backward()
+            torch.testing.assert_close(xs[1].grad, xs[0].grad, rtol=1e-4, atol=1e-5)
+        elif name == 'sa':  # SA's channels-last inference path keeps the block in NHWC
+            assert outs[1][0].is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize('name,build,layer_cls,attr', TINY, ids=[t[0] for t in TINY])
 def test_trains_under_autocast(name, build, layer_cls, attr):
     """A training step under autocast (mmdet's AmpOptimWrapper; CPU bfloat16 here, CUDA float16 alike)
     runs, and its gradients follow the float32 ones: the hand-written backwards must run what they
