@@ -103,7 +103,7 @@ class Subject:
         self.model = None
         self.optimizer = None
         self.name = spec if kind == 'backbone' else osp.splitext(osp.basename(spec))[0]
-        if getattr(args, 'compare_channels_last', False) and self.channels_last:
+        if args.compare_channels_last and self.channels_last:
             self.name += CHANNELS_LAST_SUFFIX
         self.backbone_type, self.depth = None, None
 
