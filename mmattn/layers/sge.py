@@ -13,20 +13,68 @@ feature, the score map normalised over space, then used as a spatial gate for th
 ``weight`` and ``bias`` have shape (1, G, 1, 1) and start at 0 and 1 (keys ``weight``/``bias``, as in
 the official checkpoints): 2G parameters per module. The unbiased std needs H*W >= 2; a 1x1 map would
 give NaN in the official code, so it is refused here.
+
+Memory layouts: every map is handled as a (B, G, C/G, HW) view (``_grouped``), so NCHW and
+channels-last (NHWC) inputs run the same expressions; only the sums over a group's channels and over
+positions change form with the layout (batched matrix products in NCHW; in NHWC, where those would copy
+x, products summed in place). A channels-last block stays channels-last (measured on CPU, batch 8, 224:
+SGE-ResNet-50 in channels-last at 1.13x / 1.05x its NCHW speed, inference / training, against 0.89x /
+0.93x when copying to NCHW).
 """
 import math
 
 import torch
 from torch import nn
 
-from .helpers import (check_divisible, check_positive_int, may_overwrite, needs_grad, residual_output,
-                      use_custom_backward, var_mean)
+from .helpers import (check_divisible, check_positive_int, chunk_slices, may_overwrite, memory_format_of,
+                      needs_grad, residual_output, use_custom_backward, var_mean)
 from .recompute import rebuilt_in_backward
 
 
-def _score(xg: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
-    """sum_c x_c * mean(x_c) per group and position, (B, G, 1, HW): one batched matrix-vector product."""
-    return torch.matmul(mean.transpose(2, 3), xg)
+def _grouped(t: torch.Tensor, groups: int) -> torch.Tensor:
+    """A (B, C, H, W) map as a (B, G, C/G, HW) view, for NCHW and channels-last (NHWC) memory alike (in
+    NHWC the view's C/G dim is the contiguous one, in NCHW its HW dim)."""
+    return t.flatten(2).unflatten(1, (groups, -1))
+
+
+def _channel_sum(t: torch.Tensor, nhwc: bool, out: torch.Tensor = None) -> torch.Tensor:
+    """``t.sum(2, keepdim=True)`` of a grouped (B, G, C/G, HW) map. In NHWC the C/G summed channels of
+    each position are a short contiguous run, which ATen's reduction walks element by element (3.6 ms at
+    8x256x56x56 with C/G = 4, 2 cores); a matrix-vector product with ones reads them in runs (2.3 ms).
+    The NHWC result (B, G, 1, HW) lies in (B, HW, G) memory; ``out``: a (B, HW, G) tensor for it (NHWC).
+    """
+    if not nhwc:
+        return t.sum(2, keepdim=True)
+    pixels = t.permute(0, 3, 1, 2)  # (B, HW, G, C/G), contiguous
+    return torch.matmul(pixels, t.new_ones(t.shape[2]), out=out).transpose(1, 2).unsqueeze(2)
+
+
+def _dot_hw(a: torch.Tensor, b: torch.Tensor, nhwc: bool, buf: torch.Tensor = None) -> torch.Tensor:
+    """``(a * b).sum(3, keepdim=True)`` for grouped maps, ``b`` of one channel per group (B, G, 1, HW).
+    NCHW: one batched matrix-vector product; NHWC (where the batched product would copy): the product,
+    into ``buf`` when given, then the sum."""
+    if not nhwc:
+        return torch.matmul(a, b.transpose(2, 3))
+    return torch.mul(a, b, out=buf).sum(3, keepdim=True)
+
+
+def _score(xg: torch.Tensor, mean: torch.Tensor, nhwc: bool) -> torch.Tensor:
+    """sum_c x_c * mean(x_c) per group and position, (B, G, 1, HW). NCHW: one batched matrix-vector
+    product. NHWC (where that product would copy x): the product x * mean, summed over each group's
+    channels (``_channel_sum``), without autograd a chunk of samples at a time through one small scratch
+    buffer instead of a second full-size map; the result lies in (B, HW, G) memory."""
+    if not nhwc:
+        return torch.matmul(mean.transpose(2, 3), xg)
+    if torch.compiler.is_compiling() or needs_grad(xg, mean):  # (autograd or inductor: the plain product)
+        return _channel_sum(xg * mean, nhwc)
+    b, groups, _, n = xg.shape
+    score = xg.new_empty(b, n, groups)
+    slices = chunk_slices(xg)
+    scratch = torch.empty_like(xg[slices[0]])
+    for sl in slices:
+        product = torch.mul(xg[sl], mean[sl], out=scratch[:sl.stop - sl.start])
+        _channel_sum(product, nhwc, out=score[sl])
+    return score.transpose(1, 2).unsqueeze(2)
 
 
 def _gate(score: torch.Tensor, mu: torch.Tensor, k: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -77,41 +125,41 @@ class _SGEResidualFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, identity, own_x, weight, bias, groups, eps):
-        b, c, h, w = x.shape
-        xg = x.view(b, groups, c // groups, h * w)
+        nhwc = memory_format_of(x) == torch.channels_last  # identity in x's layout (the caller's job)
+        xg = _grouped(x, groups)
         mean = xg.mean(3, keepdim=True)
         with torch.autocast(x.device.type, enabled=False):  # the score in x's precision, as the backward
-            score = _score(xg, mean)
+            score = _score(xg, mean, nhwc)
         mu, sd = _score_stats(score)
         gate = _gate(score, mu, weight / (sd + eps), bias)
         ctx.save_for_backward(x, mean, score, mu, sd, weight, bias)
-        ctx.groups, ctx.eps = groups, eps
+        ctx.groups, ctx.eps, ctx.nhwc = groups, eps, nhwc
         out = residual_output(ctx, x, own_x)
-        torch.addcmul(identity.reshape(xg.shape), xg, gate, out=out.view(xg.shape))
+        torch.addcmul(_grouped(identity, groups), xg, gate, out=_grouped(out, groups))
         return out
 
     @staticmethod
     def backward(ctx, grad):
         x, mean, score, mu, sd, weight, bias = ctx.saved_tensors
-        b, c, h, w = x.shape
-        n = h * w
-        xg = x.view(b, ctx.groups, c // ctx.groups, n)
-        g = grad.reshape(xg.shape)
+        groups, nhwc = ctx.groups, ctx.nhwc
+        n = x.shape[2] * x.shape[3]
+        xg = _grouped(x, groups)
+        g = _grouped(grad.contiguous(memory_format=memory_format_of(x)), groups)
         sd_eps = sd + ctx.eps
         k = weight / sd_eps
         gate = _gate(score, mu, k, bias)
-        buf = torch.empty_like(xg)  # g x, then dx
-        dt = torch.mul(g, xg, out=buf).sum(2, keepdim=True)  # d gate, then dt, then ds
+        grad_x = torch.empty_like(x)
+        buf = _grouped(grad_x, groups)  # g x, then (NHWC) x d_score, then dx
+        dt = _channel_sum(torch.mul(g, xg, out=buf), nhwc)  # d gate, then dt, then ds
         torch.ops.aten.sigmoid_backward(dt, gate, grad_input=dt)
         centred = score - mu
         d_bias = dt.sum(3, keepdim=True)
-        dk = torch.matmul(dt, centred.transpose(2, 3))
+        dk = _dot_hw(dt, centred, nhwc)
         alpha = dk * k / (sd_eps * sd * (1 - n))
         d_score = torch.addcmul(-k * d_bias / n, dt, k, out=dt).addcmul_(centred, alpha)
-        grad_x = torch.addcmul(torch.matmul(xg, d_score.transpose(2, 3)).div_(n), mean, d_score, out=buf)
-        grad_x.addcmul_(g, gate)
+        torch.addcmul(_dot_hw(xg, d_score, nhwc, buf).div_(n), mean, d_score, out=buf).addcmul_(g, gate)
         d_weight = (dk / sd_eps).sum(0, keepdim=True)
-        return grad_x.view(b, c, h, w), grad, None, d_weight, d_bias.sum(0, keepdim=True), None, None
+        return grad_x, grad, None, d_weight, d_bias.sum(0, keepdim=True), None, None
 
 
 class SpatialGroupEnhance(nn.Module):
@@ -148,38 +196,42 @@ class SpatialGroupEnhance(nn.Module):
                              f'unbiased std over H*W, got an input of shape {tuple(x.shape)}; '
                              'use a larger input image')
 
+    def _gate_map(self, xg: torch.Tensor, nhwc: bool) -> torch.Tensor:
+        """The (B, G, 1, HW) gate of a grouped x (``_grouped``)."""
+        score = _score(xg, xg.mean(3, keepdim=True), nhwc)
+        in_place = not torch.compiler.is_compiling() and not needs_grad(xg, self.weight, self.bias)
+        return (_gate_from_score_ if in_place else _gate_from_score)(score, self.weight, self.bias, self.eps)
+
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """The (B, G, 1, H, W) spatial gate of each group (to multiply ``x`` viewed as (B, G, C/G, H, W))."""
         self._check(x)
-        b, c, h, w = x.shape
-        xg = x.view(b, self.groups, c // self.groups, h * w)
-        score = _score(xg, xg.mean(3, keepdim=True))
-        in_place = not torch.compiler.is_compiling() and not needs_grad(x, self.weight, self.bias)
-        gate = (_gate_from_score_ if in_place else _gate_from_score)(score, self.weight, self.bias, self.eps)
-        return gate.view(b, self.groups, 1, h, w)
+        nhwc = memory_format_of(x) == torch.channels_last
+        return self._gate_map(_grouped(x, self.groups), nhwc).unflatten(3, x.shape[2:])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        gate = self.gate(x)
-        return (x.view(b, self.groups, c // self.groups, h, w) * gate).view(b, c, h, w)
+        return (_grouped(x, self.groups) * self.gate(x).flatten(3)).reshape(x.shape)
 
     def forward_residual(self, x: torch.Tensor, identity: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         """``identity + self(x)`` in one pass over the feature map (used by the attention blocks).
 
         ``inplace=True`` lets the result take x's memory when autograd does not need it (no grad, or x
         rebuilt in the backward: :func:`~mmattn.layers.recompute.rebuilt_in_backward`). With autograd,
-        :class:`_SGEResidualFn`; under ``torch.compile`` the plain formula (inductor fuses it).
+        :class:`_SGEResidualFn`; under ``torch.compile`` the plain formula (inductor fuses it). A
+        channels-last x is worked in channels-last (the block stays NHWC), other layouts in NCHW.
         """
         self._check(x)
-        if not torch.compiler.is_compiling() and not (x.is_contiguous() and identity.is_contiguous()):
-            # e.g. channels_last: the groups' matrix products read NCHW without copies; one copy each,
-            # and the block continues in NCHW
+        eager = not torch.compiler.is_compiling()
+        nhwc = memory_format_of(x) == torch.channels_last
+        if eager and nhwc:
+            identity = identity.contiguous(memory_format=torch.channels_last)  # NCHW -> NHWC: the cheap way
+        elif eager and not (x.is_contiguous() and identity.is_contiguous()):
             x, identity = x.contiguous(), identity.contiguous()
-        b, c, h, w = x.shape
         if use_custom_backward(x, identity, self.weight, self.bias):
             return _SGEResidualFn.apply(x, identity, inplace and rebuilt_in_backward(x), self.weight, self.bias,
                                         self.groups, self.eps)
-        shape = (b, self.groups, c // self.groups, h, w)
-        gate, xg = self.gate(x), x.view(shape)
-        out = xg if may_overwrite(inplace, x, identity) else None
-        return torch.addcmul(identity.reshape(shape), xg, gate, out=out).view(b, c, h, w)
+        xg, identity_g = _grouped(x, self.groups), _grouped(identity, self.groups)
+        if not eager:
+            return torch.addcmul(identity_g, xg, self._gate_map(xg, nhwc)).reshape(x.shape)
+        out = x if may_overwrite(inplace, x, identity) else torch.empty_like(x)
+        torch.addcmul(identity_g, xg, self._gate_map(xg, nhwc), out=_grouped(out, self.groups))
+        return out

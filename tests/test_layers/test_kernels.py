@@ -6,7 +6,7 @@ import torch
 from mmattn.layers import helpers
 from mmattn.layers.helpers import ChannelGateResidual, chunk_slices, may_overwrite, same_conv, var_mean
 from mmattn.layers.cbam import CBAM
-from mmattn.layers.sge import _SGEResidualFn
+from mmattn.layers.sge import SpatialGroupEnhance, _SGEResidualFn
 from mmattn.layers.shuffle_attention import ShuffleAttention, _sa_coefficients, _sa_residual, _SAResidualFn
 
 
@@ -189,22 +189,67 @@ def _sge_inputs(dtype, shape=(2, 12, 4, 5), groups=3):
     return x, identity, weight, bias
 
 
-def test_sge_backward_passes_gradcheck():
-    inputs = [t.requires_grad_() for t in _sge_inputs(torch.float64)]
+def _nhwc(*tensors):
+    return tuple(t.contiguous(memory_format=torch.channels_last) for t in tensors)
+
+
+def _is_nhwc(t):
+    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_sge_backward_passes_gradcheck(channels_last):
+    x, identity, weight, bias = _sge_inputs(torch.float64)
+    if channels_last:
+        x, identity = _nhwc(x, identity)
+    inputs = [t.requires_grad_() for t in (x, identity, weight, bias)]
     assert torch.autograd.gradcheck(lambda *t: _SGEResidualFn.apply(t[0], t[1], False, *t[2:], 3, 1e-5), inputs)
 
 
+@pytest.mark.parametrize('channels_last', [False, True])
 @pytest.mark.parametrize('offset', [0.0, 2.0], ids=['centred', 'offset'])  # offset: score mean >> its std
 @pytest.mark.parametrize('dtype,tol', [(torch.float64, 1e-12), (torch.float32, 1e-5)])
-def test_sge_equals_plain_autograd(dtype, tol, offset):
+def test_sge_equals_plain_autograd(dtype, tol, offset, channels_last, chunking):
+    """NCHW and channels-last (NHWC kernels, chunked score): the plain formula's values and gradients,
+    and a channels-last input gives channels-last results and input gradients."""
     inputs = _sge_inputs(dtype)
     inputs = (inputs[0] + offset, ) + inputs[1:]
+    if channels_last:
+        inputs = _nhwc(*inputs[:2]) + inputs[2:]
     mine, g_mine = _grads(lambda *t: _SGEResidualFn.apply(t[0], t[1], False, *t[2:], 3, 1e-5), *inputs)
-    ref, g_ref = _grads(lambda *t: _plain_sge_residual(*t, 3, 1e-5), *inputs)
+    ref, g_ref = _grads(lambda *t: _plain_sge_residual(t[0].contiguous(), *t[1:], 3, 1e-5), *inputs)
     torch.testing.assert_close(mine[0], ref[0], rtol=tol, atol=tol)
     for gm, gr in zip(g_mine, g_ref):
         assert gm.shape == gr.shape
         torch.testing.assert_close(gm, gr, rtol=tol * 10, atol=tol * 10)
+    assert all(_is_nhwc(t) == channels_last for t in (mine[0], g_mine[0]))
+
+
+@pytest.mark.parametrize('identity_nhwc', [True, False], ids=['identity-nhwc', 'identity-nchw'])
+@pytest.mark.parametrize('dtype,tol', [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_sge_channels_last_inference(dtype, tol, identity_nhwc, chunking):
+    """Without autograd a channels-last x is gated in channels-last (its score chunk by chunk): the
+    formula's values, the result channels-last, written over x when asked; ``forward`` alike."""
+    torch.manual_seed(0)
+    sge = SpatialGroupEnhance(12, groups=3).to(dtype)
+    with torch.no_grad():
+        sge.weight.normal_()
+        sge.bias.normal_()
+    x, identity, _, _ = _sge_inputs(dtype)
+    x, = _nhwc(x + 1.0)
+    if identity_nhwc:
+        identity, = _nhwc(identity)
+    with torch.no_grad():
+        ref = _plain_sge_residual(x.contiguous(), identity, sge.weight, sge.bias, 3, sge.eps)
+        out = sge.forward_residual(x, identity)
+        own = x.clone(memory_format=torch.channels_last)
+        out_inplace = sge.forward_residual(own, identity, inplace=True)
+        alone = sge(x)
+    assert _is_nhwc(out) and out.data_ptr() != x.data_ptr()
+    torch.testing.assert_close(out, ref, rtol=tol, atol=tol)
+    torch.testing.assert_close(out_inplace, ref, rtol=tol, atol=tol)
+    assert out_inplace.data_ptr() == own.data_ptr()
+    torch.testing.assert_close(alone + identity, ref, rtol=tol, atol=tol)
 
 
 def _cbam(dtype=torch.float32, **kwargs):

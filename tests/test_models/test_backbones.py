@@ -212,8 +212,8 @@ def test_channels_last_model_gives_the_nchw_outputs(name, build, layer_cls, attr
             for o, t in zip(outs, xs):
                 sum((v ** 2).mean() for v in o).backward()
             torch.testing.assert_close(xs[1].grad, xs[0].grad, rtol=1e-4, atol=1e-5)
-        elif name == 'sa':  # SA's channels-last inference path keeps the block in NHWC
-            assert outs[1][0].is_contiguous(memory_format=torch.channels_last)
+        if name == 'sge' or (name == 'sa' and not train):  # their channels-last paths keep the block NHWC
+            assert all(o.is_contiguous(memory_format=torch.channels_last) for o in outs[1])
 
 
 @pytest.mark.parametrize('name,build,layer_cls,attr', TINY, ids=[t[0] for t in TINY])

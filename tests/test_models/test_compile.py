@@ -16,11 +16,22 @@ BACKBONES = [
     ('se18', lambda: SEResNet(18, base_channels=16, reduction=4)),
 ]
 
+LAYOUT_DEPENDENT = [b for b in BACKBONES if b[0] in ('sa', 'cbam', 'sge')]
+
 
 @pytest.mark.parametrize('name,build', BACKBONES, ids=[b[0] for b in BACKBONES])
 def test_no_graph_break(name, build):
-    model = build()
-    x = torch.randn(2, 3, 64, 64)
+    _assert_one_graph(build(), torch.randn(2, 3, 64, 64))
+
+
+@pytest.mark.parametrize('name,build', LAYOUT_DEPENDENT, ids=[b[0] for b in LAYOUT_DEPENDENT])
+def test_no_graph_break_channels_last(name, build):
+    """The layers with layout-dependent eager paths trace as one graph on channels-last too."""
+    model = build().to(memory_format=torch.channels_last)
+    _assert_one_graph(model, torch.randn(2, 3, 64, 64).contiguous(memory_format=torch.channels_last))
+
+
+def _assert_one_graph(model, x):
     for mode in ('train', 'eval'):
         getattr(model, mode)()
         dynamo.reset()
