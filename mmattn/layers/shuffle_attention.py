@@ -22,14 +22,15 @@ the residual add are one write of the output: for an even G, the pre-shuffle cha
 ``s * C/2 + q`` and the output channel ``2q + s`` are both addressed by strided views of shape
 (B, 2, G/2, 2, C'', H, W), so ``out = identity + gated(x)`` is computed directly in the shuffled order
 by :class:`_SAResidualFn` (with a hand-written backward). Odd G, ``forward`` outside a block and
-``torch.compile`` use the plain formula. A channels-last input without autograd is shuffled first and
-gated in the output's order (:func:`_sa_residual_channels_last`), and the block stays channels-last.
+``torch.compile`` use the plain formula. A channels-last (float32 / float64) input is shuffled first
+and gated in the output's order (:func:`_sa_residual_channels_last`; with autograd
+:class:`_SAResidualChannelsLastFn`, whose backward unshuffles dx), and the block stays channels-last.
 """
 import torch
 from torch import nn
 
 from .helpers import (backward_scratch, check_divisible, check_positive_int, chunk_slices, may_overwrite,
-                      memory_format_of, needs_grad, var_mean)
+                      memory_format_of, needs_grad, residual_output, var_mean)
 from .recompute import rebuilt_in_backward
 
 
@@ -77,41 +78,141 @@ def _sa_residual(x, identity, groups, coefficients, out):
     return out
 
 
+def _shuffle_channels_last(x: torch.Tensor, out: torch.Tensor = None) -> torch.Tensor:
+    """The 2-group channel shuffle of a channels-last x into ``out`` (default: a new channels-last map):
+    output channel ``o = 2q + s`` is input channel ``s C/2 + q``, so each pixel's output vector
+    interleaves the two halves of its input vector, which is what writing ``complex(x[:C/2], x[C/2:])``
+    into the output's memory does (one vectorised pass: 3.5 ms at 8x256x56x56, a plain add 2.7 ms)."""
+    c = x.shape[1]
+    shuffled = torch.empty_like(x) if out is None else out
+    pixels, pixels_out = x.permute(0, 2, 3, 1), shuffled.permute(0, 2, 3, 1)  # (B, H, W, C) views
+    torch.complex(pixels[..., :c // 2], pixels[..., c // 2:],
+                  out=torch.view_as_complex(pixels_out.unflatten(-1, (c // 2, 2))))
+    return shuffled
+
+
+def _unshuffle_channels_last_(shuffled: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """The inverse of ``_shuffle_channels_last``, written into the channels-last ``out``: the even and the
+    odd channels of each pixel become the first and the second half."""
+    c = shuffled.shape[1]
+    pairs = shuffled.permute(0, 2, 3, 1).unflatten(-1, (c // 2, 2))
+    out.permute(0, 2, 3, 1).unflatten(-1, (2, c // 2)).copy_(pairs.transpose(-1, -2))
+    return out
+
+
+def _output_order(c: int, half: int, device):
+    """For output channel o (after the shuffle): whether it is in the spatial branch, as a (1, C, 1, 1)
+    mask, and the index j (C,) of its shared parameters: o is pre-shuffle channel
+    ``p = (o % 2) C/2 + o // 2``, of branch ``(p // C'') % 2``, parameter ``p % C''``."""
+    out_ch = torch.arange(c, device=device)
+    pre = (out_ch % 2) * (c // 2) + out_ch // 2
+    return ((pre // half) % 2 == 1).view(1, c, 1, 1), pre % half
+
+
+def _channels_last_gate_coefficients(mean, rstd, params, spatial, j):
+    """A and C of ``sigmoid(A xs + C)`` for every channel of the shuffled map, in the output's order,
+    each (B, C, 1, 1): channel branch ``A = 0, C = cweight_j m + cbias_j``, spatial branch
+    ``A = sweight_j gn.weight_j rstd, C = sweight_j gn.bias_j + sbias_j - A m`` (m, rstd: the channel's
+    mean and 1 / sqrt(biased var + eps) over H, W)."""
+    c = spatial.shape[1]
+    cw, cb, sw, sb, gw, gb = (t.flatten()[j].view(1, c, 1, 1) for t in params)
+    a = torch.where(spatial, sw * gw * rstd, 0.)
+    return a, torch.where(spatial, sw * gb + sb - a * mean, cw * mean + cb)
+
+
+def _gated_residual_channels_last(shuffled, identity, params, eps, spatial, j, out):
+    """``out = identity + xs * sigmoid(A xs + C)`` for the shuffled channels-last map xs, A and C from
+    the mean and rstd (two-pass variance, its centred squares formed in ``out``) of every channel over
+    H, W. Returns out and (mean, rstd, A, C)."""
+    mean = shuffled.mean((2, 3), keepdim=True)
+    centred = torch.sub(shuffled, mean, out=out)
+    rstd = torch.rsqrt(centred.mul_(centred).mean((2, 3), keepdim=True) + eps)
+    a, shift = _channels_last_gate_coefficients(mean, rstd, params, spatial, j)
+    gate = torch.addcmul(shift, a, shuffled, out=out).sigmoid_()
+    identity = identity.contiguous(memory_format=torch.channels_last)  # NCHW -> NHWC is the cheap way
+    return torch.addcmul(identity, shuffled, gate, out=out), (mean, rstd, a, shift)
+
+
 def _sa_residual_channels_last(x, identity, groups, params, eps, own_x: bool):
     """``identity + SA(x)`` for a channels-last (NHWC) x, without autograd; the result is channels-last,
     written over x when ``own_x`` (x is only read by the shuffle, the first pass).
 
     In NHWC the two halves of each group are runs of C'' channels inside every pixel's channel vector,
     too short to vectorise, so the work is done in the output's channel order instead: first the
-    shuffle, ``xs[o] = x[p]`` for output channel ``o = 2q + s`` and pre-shuffle channel ``p = s C/2 + q``
-    (one vectorised pass: each pixel's output vector interleaves its two input halves, which is what
-    writing ``complex(x[:C/2], x[C/2:])`` into the output's memory does), then every channel's gate in
-    one full-width pass with per-channel coefficients gathered for that order: channel p belongs to
-    branch ``(p // C'') % 2`` and uses the shared parameters at ``j = p % C''``; channel branch
-    ``A = 0, C = cweight_j m + cbias_j``, spatial branch ``A = sweight_j gn.weight_j rstd,
-    C = sweight_j gn.bias_j + sbias_j - A m``, with the mean m and rstd (two-pass variance) of the
-    channel over H, W. Then ``out = identity + xs * sigmoid(A xs + C)``. Measured on CPU (batch 8, 224):
-    SA-ResNet-50 inference in channels-last at 1.07-1.13x its NCHW speed this way, against 0.89x when
-    copying to NCHW.
+    shuffle (``_shuffle_channels_last``), then every channel's gate in one full-width pass with
+    per-channel coefficients gathered for that order (``_channels_last_gate_coefficients``), then
+    ``out = identity + xs * sigmoid(A xs + C)``. Measured on CPU (batch 8, 224): SA-ResNet-50 inference
+    in channels-last at 1.07-1.13x its NCHW speed this way, against 0.89x when copying to NCHW.
     """
     c = x.shape[1]
-    half = c // (2 * groups)
-    shuffled = torch.empty_like(x)
-    pixels, pixels_out = x.permute(0, 2, 3, 1), shuffled.permute(0, 2, 3, 1)  # (B, H, W, C) views
-    torch.complex(pixels[..., :c // 2], pixels[..., c // 2:],
-                  out=torch.view_as_complex(pixels_out.unflatten(-1, (c // 2, 2))))
-    mean = shuffled.mean((2, 3), keepdim=True)
-    buf = torch.sub(shuffled, mean, out=x if own_x else torch.empty_like(x))
-    rstd = torch.rsqrt(buf.mul_(buf).mean((2, 3), keepdim=True) + eps)
-    out_ch = torch.arange(c, device=x.device)
-    pre = (out_ch % 2) * (c // 2) + out_ch // 2
-    spatial, j = ((pre // half) % 2 == 1).view(1, c, 1, 1), pre % half
-    cw, cb, sw, sb, gw, gb = (t.flatten()[j].view(1, c, 1, 1) for t in params)
-    a = torch.where(spatial, sw * gw * rstd, 0.)
-    shift = torch.where(spatial, sw * gb + sb - a * mean, cw * mean + cb)
-    gate = torch.addcmul(shift, a, shuffled, out=buf).sigmoid_()
-    identity = identity.contiguous(memory_format=torch.channels_last)  # NCHW -> NHWC is the cheap way
-    return torch.addcmul(identity, shuffled, gate, out=gate)
+    spatial, j = _output_order(c, c // (2 * groups), x.device)
+    shuffled = _shuffle_channels_last(x)
+    out = x if own_x else torch.empty_like(x)
+    return _gated_residual_channels_last(shuffled, identity, params, eps, spatial, j, out)[0]
+
+
+class _SAResidualChannelsLastFn(torch.autograd.Function):
+    """``identity + SA(x)`` for a channels-last x, with autograd: the forward of
+    ``_sa_residual_channels_last`` (the result over x when ``own_x``, see ``residual_output``), keeping x
+    and per-channel values; the backward works in the output's channel order, a chunk of samples at a
+    time in small scratch buffers (the chunk of x shuffled again), and unshuffles each chunk of dx.
+
+    Every channel is ``out = identity + xs s``, ``s = sigmoid(A xs + C)`` (A = 0 in the channel branch).
+    With ``dz = g xs s (1 - s)`` and sums over H, W (``N = H W``): ``Cs = sum(dz)`` (= dL/dC),
+    ``As = sum(dz xs) - Cs m`` (= dL/dA, C depending on A through ``-A m``), and
+
+    * channel branch: ``dxs = g s + cweight Cs / N`` (C depends on xs through m);
+    * spatial branch: ``dxs = g s + dz A + alpha (xs - m) - Cs A / N``,
+      ``alpha = -As sweight gn.weight rstd^3 / N`` (through rstd; m's own path cancels);
+    * parameters, summed over batch and the channels sharing them: ``d cweight = Cs m``,
+      ``d cbias = Cs`` (channel branch); ``d sweight = As gn.weight rstd + Cs gn.bias``, ``d sbias = Cs``,
+      ``d gn.weight = As sweight rstd``, ``d gn.bias = Cs sweight`` (spatial branch).
+    """
+
+    @staticmethod
+    def forward(ctx, x, identity, own_x, groups, eps, *params):
+        c = x.shape[1]
+        spatial, j = _output_order(c, c // (2 * groups), x.device)
+        shuffled = _shuffle_channels_last(x)
+        out = residual_output(ctx, x, own_x)  # x is read by the shuffle only (the backward rebuilds it)
+        out, per_channel = _gated_residual_channels_last(shuffled, identity, params, eps, spatial, j, out)
+        ctx.save_for_backward(x, *per_channel, *params)
+        ctx.spatial, ctx.j = spatial, j
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, mean, rstd, a, shift, *params = ctx.saved_tensors
+        spatial, j = ctx.spatial, ctx.j
+        cw, _, sw, _, gw, gb = (t.flatten()[j].view(1, -1, 1, 1) for t in params)
+        n, hw = x.shape[2] * x.shape[3], (2, 3)
+        g = grad.contiguous(memory_format=torch.channels_last)
+        grad_x = backward_scratch(ctx, x)  # each chunk of x is shuffled into xs_buf before dx takes its place
+        slices = chunk_slices(x)
+        xs_buf, s_buf, z_buf = (torch.empty_like(x[slices[0]]) for _ in range(3))
+        big_c, big_a = [], []
+        for sl in slices:
+            rows = sl.stop - sl.start
+            g_, a_, m_, r_ = g[sl], a[sl], mean[sl], rstd[sl]
+            xs = _shuffle_channels_last(x[sl], out=xs_buf[:rows])
+            s = torch.addcmul(shift[sl], a_, xs, out=s_buf[:rows]).sigmoid_()
+            dz = torch.ops.aten.sigmoid_backward(torch.mul(g_, xs, out=z_buf[:rows]), s, grad_input=z_buf[:rows])
+            c_ = dz.sum(hw, keepdim=True)
+            a_sum = torch.where(spatial, (dz * xs).sum(hw, keepdim=True) - c_ * m_, 0.)
+            alpha = a_sum * sw * gw * r_.pow(3) * (-1.0 / n)
+            beta = torch.where(spatial, -c_ * a_ / n - alpha * m_, cw * c_ / n)
+            dxs = torch.addcmul(beta, dz, a_, out=dz).addcmul_(g_, s).addcmul_(xs, alpha)
+            _unshuffle_channels_last_(dxs, grad_x[sl])
+            big_c.append(c_)
+            big_a.append(a_sum)
+        big_c, big_a = torch.cat(big_c), torch.cat(big_a)  # (B, C, 1, 1); big_a is 0 in the channel branch
+        channel = ~spatial
+        per_channel = (big_c * mean * channel, big_c * channel, big_a * gw * rstd + big_c * gb * spatial,
+                       big_c * spatial, big_a * sw * rstd, big_c * sw * spatial)
+        # each shared parameter j gets the sums of the channels that use it (the mask picks the branch)
+        grads = tuple(torch.zeros(p.numel(), dtype=v.dtype, device=v.device).index_add_(0, j, v.sum((0, 2, 3)))
+                      .view_as(p) for v, p in zip(per_channel, params))
+        return (grad_x, g, None, None, None) + grads
 
 
 class _SAResidualFn(torch.autograd.Function):
@@ -242,19 +343,23 @@ class ShuffleAttention(nn.Module):
 
         The shuffled result cannot overwrite x; with ``inplace=True`` and x rebuilt for the backward
         (:func:`~mmattn.layers.recompute.rebuilt_in_backward`), the backward writes dx over that copy.
-        A channels-last x without autograd takes :func:`_sa_residual_channels_last` (which, with
-        ``inplace=True``, writes the result over x after shuffling it into a new map).
+        A channels-last float32 / float64 x takes :func:`_sa_residual_channels_last` (with autograd
+        :class:`_SAResidualChannelsLastFn`), which with ``inplace=True`` writes the result over x after
+        shuffling it into a new map.
         """
         b, c, h, w = x.shape
         params = self._params(c // (2 * self.groups))
         eager = not torch.compiler.is_compiling()
-        if eager and memory_format_of(x) == torch.channels_last and x.dtype in (torch.float32, torch.float64) \
-                and not needs_grad(x, identity, *params):  # (no complex type for half / bfloat16 on CPU)
+        if eager and memory_format_of(x) == torch.channels_last and x.dtype in (torch.float32, torch.float64):
+            # (no complex type for half / bfloat16 on CPU: those take the NCHW path below)
+            if needs_grad(x, identity, *params):
+                return _SAResidualChannelsLastFn.apply(x, identity, inplace and rebuilt_in_backward(x),
+                                                       self.groups, self.gn.eps, *params)
             return _sa_residual_channels_last(x, identity, self.groups, params, self.gn.eps,
                                               may_overwrite(inplace, x, identity))
         if eager and not (x.is_contiguous() and identity.is_contiguous()):
-            # e.g. channels_last with autograd: the backward's statistics and shuffle views read NCHW 2-3x
-            # faster; one copy each, and the block continues in NCHW
+            # e.g. a channels-last bfloat16 x: the statistics and shuffle views read NCHW 2-3x faster;
+            # one copy each, and the block continues in NCHW
             x, identity = x.contiguous(), identity.contiguous()
         if self.groups % 2 or not eager:
             # the plain formula (inductor fuses it; it cannot trace writes into strided out= views)

@@ -7,7 +7,8 @@ from mmattn.layers import helpers
 from mmattn.layers.helpers import ChannelGateResidual, chunk_slices, may_overwrite, same_conv, var_mean
 from mmattn.layers.cbam import CBAM
 from mmattn.layers.sge import SpatialGroupEnhance, _SGEResidualFn
-from mmattn.layers.shuffle_attention import ShuffleAttention, _sa_coefficients, _sa_residual, _SAResidualFn
+from mmattn.layers.shuffle_attention import (ShuffleAttention, _sa_coefficients, _sa_residual,
+                                             _SAResidualChannelsLastFn, _SAResidualFn)
 
 
 def _grads(fn, *inputs, seed=0):
@@ -18,6 +19,14 @@ def _grads(fn, *inputs, seed=0):
     loss = sum((o * torch.randn(o.shape, generator=g, dtype=o.dtype)).sum() for o in outs)
     loss.backward()
     return outs, [t.grad for t in inputs]
+
+
+def _nhwc(*tensors):
+    return tuple(t.contiguous(memory_format=torch.channels_last) for t in tensors)
+
+
+def _is_nhwc(t):
+    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
 
 
 @pytest.mark.parametrize('dtype,tol', [(torch.float64, 1e-12), (torch.float32, 1e-5)])
@@ -116,6 +125,42 @@ def test_shuffle_attention_equals_plain_autograd(dtype, tol, channels_last, chun
     torch.testing.assert_close(no_grad, ref[0].detach(), rtol=tol, atol=tol)
 
 
+def _sa_channels_last_fn(groups, own_x=False):
+    return lambda x, i, *p: _SAResidualChannelsLastFn.apply(x, i, own_x, groups, 1e-5, *p)
+
+
+@pytest.mark.parametrize('groups', [2, 3], ids=['even-groups', 'odd-groups'])
+def test_shuffle_attention_channels_last_backward_passes_gradcheck(groups, chunking):
+    x, identity, params = _sa_inputs(torch.float64, (2, 12, 4, 3), groups=groups)
+    inputs = [t.requires_grad_() for t in (x.contiguous(memory_format=torch.channels_last), identity) + params]
+    assert torch.autograd.gradcheck(_sa_channels_last_fn(groups), inputs)
+
+
+@pytest.mark.parametrize('groups', [4, 3], ids=['even-groups', 'odd-groups'])
+@pytest.mark.parametrize('dtype,tol', [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_shuffle_attention_channels_last_training_equals_plain_autograd(dtype, tol, groups, chunking):
+    """With autograd a channels-last x is computed in the output's channel order and the backward
+    unshuffles dx: the plain formula's values and gradients, results and dx channels-last; through
+    ``forward_residual`` too."""
+    x, identity, params = _sa_inputs(dtype, groups=groups)
+    x, identity = (t.contiguous(memory_format=torch.channels_last) for t in (x, identity))
+    mine, g_mine = _grads(_sa_channels_last_fn(groups), x, identity, *params)
+    ref, g_ref = _grads(lambda x, i, *p: _plain_sa_residual(x.contiguous(), i, groups, 1e-5, *p),
+                        x, identity, *params)
+    torch.testing.assert_close(mine[0], ref[0], rtol=tol, atol=tol)
+    for gm, gr in zip(g_mine, g_ref):
+        assert gm.shape == gr.shape
+        torch.testing.assert_close(gm, gr, rtol=tol * 10, atol=tol * 10)
+    assert _is_nhwc(mine[0]) and _is_nhwc(g_mine[0])
+    sa = ShuffleAttention(24, groups=groups).to(dtype)
+    with torch.no_grad():
+        for p, value in zip(sa._params(24 // (2 * groups)), params):
+            p.copy_(value)
+    out = sa.forward_residual(x.clone().requires_grad_(), identity)
+    assert out.grad_fn.name() == '_SAResidualChannelsLastFnBackward'
+    torch.testing.assert_close(out, ref[0], rtol=tol, atol=tol)
+
+
 @pytest.mark.parametrize('groups', [4, 3], ids=['even-groups', 'odd-groups'])
 @pytest.mark.parametrize('identity_nhwc', [True, False], ids=['identity-nhwc', 'identity-nchw'])
 @pytest.mark.parametrize('dtype,tol', [(torch.float64, 1e-12), (torch.float32, 1e-5)])
@@ -171,6 +216,8 @@ def test_shuffle_attention_keeps_one_feature_map_for_backward():
         return sum(s for s in sizes if s >= x.numel() // 2)
 
     assert saved_numel(lambda: _SAResidualFn.apply(inputs[0], inputs[1], False, 4, 1e-5, *inputs[2:])) == x.numel()
+    x_nhwc = inputs[0].contiguous(memory_format=torch.channels_last)  # x itself, not the shuffled map
+    assert saved_numel(lambda: _sa_channels_last_fn(4)(x_nhwc, inputs[1], *inputs[2:])) == x.numel()
     assert saved_numel(lambda: _plain_sa_residual(inputs[0], inputs[1], 4, 1e-5, *inputs[2:])) >= 2 * x.numel()
 
 
@@ -187,14 +234,6 @@ def _sge_inputs(dtype, shape=(2, 12, 4, 5), groups=3):
     x, identity = torch.randn(*shape, dtype=dtype), torch.randn(*shape, dtype=dtype)
     weight, bias = torch.randn(1, groups, 1, 1, dtype=dtype), torch.randn(1, groups, 1, 1, dtype=dtype)
     return x, identity, weight, bias
-
-
-def _nhwc(*tensors):
-    return tuple(t.contiguous(memory_format=torch.channels_last) for t in tensors)
-
-
-def _is_nhwc(t):
-    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
 
 
 @pytest.mark.parametrize('channels_last', [False, True])
