@@ -6,6 +6,7 @@ import torch
 from mmattn.layers import helpers
 from mmattn.layers.helpers import ChannelGateResidual, chunk_slices, may_overwrite, same_conv, var_mean
 from mmattn.layers.cbam import CBAM
+from mmattn.layers import sge as sge_module
 from mmattn.layers.sge import SpatialGroupEnhance, _SGEResidualFn
 from mmattn.layers.shuffle_attention import (ShuffleAttention, _sa_coefficients, _sa_residual,
                                              _SAResidualChannelsLastFn, _SAResidualFn)
@@ -264,17 +265,32 @@ def test_sge_equals_plain_autograd(dtype, tol, offset, channels_last, chunking):
     assert all(_is_nhwc(t) == channels_last for t in (mine[0], g_mine[0]))
 
 
+@pytest.mark.parametrize('shape', [(3, 4, 2, 7), (1, 2, 3, 50), (5, 1, 1, 1)])
+@pytest.mark.parametrize('chunk_bytes', [1, 24, 100, 1 << 30])
+def test_sge_score_chunks_cover_the_map_once(monkeypatch, shape, chunk_bytes):
+    monkeypatch.setattr(sge_module, 'SCORE_CHUNK_BYTES', chunk_bytes)
+    seen = torch.zeros(shape[0], shape[3], dtype=torch.int64)
+    for samples, positions in sge_module._score_chunks(shape, 4):
+        seen[samples, positions] += 1
+    assert bool((seen == 1).all())
+
+
+@pytest.mark.parametrize('score_chunks', ['one', 'samples', 'positions'])
 @pytest.mark.parametrize('identity_nhwc', [True, False], ids=['identity-nhwc', 'identity-nchw'])
 @pytest.mark.parametrize('dtype,tol', [(torch.float64, 1e-12), (torch.float32, 1e-5)])
-def test_sge_channels_last_inference(dtype, tol, identity_nhwc, chunking):
-    """Without autograd a channels-last x is gated in channels-last (its score chunk by chunk): the
-    formula's values, the result channels-last, written over x when asked; ``forward`` alike."""
+def test_sge_channels_last_inference(dtype, tol, identity_nhwc, score_chunks, monkeypatch):
+    """Without autograd a channels-last x is gated in channels-last (its score in chunks: the whole
+    batch, one sample, or 3 of a sample's 20 positions at a time): the formula's values, the result
+    channels-last, written over x when asked; ``forward`` alike."""
     torch.manual_seed(0)
     sge = SpatialGroupEnhance(12, groups=3).to(dtype)
     with torch.no_grad():
         sge.weight.normal_()
         sge.bias.normal_()
     x, identity, _, _ = _sge_inputs(dtype)
+    per_position = 12 * x.element_size()
+    monkeypatch.setattr(sge_module, 'SCORE_CHUNK_BYTES',
+                        {'one': 1 << 30, 'samples': 20 * per_position, 'positions': 3 * per_position}[score_chunks])
     x, = _nhwc(x + 1.0)
     if identity_nhwc:
         identity, = _nhwc(identity)
