@@ -124,8 +124,9 @@ def _gate_from_score_(score: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
 
 class _SGEResidualFn(torch.autograd.Function):
     """``identity + SGE(x)`` with a hand-written backward: two full-size passes for dx (in NHWC a third,
-    for ``sum_p(x * ds)``) and three maps of the score's size, where autograd of the plain expressions adds up three full-size gradients of x
-    and keeps or rebuilds about ten score-size temporaries for the normalisation.
+    for ``sum_p(x * ds)``) and three maps of the score's size, where autograd of the plain expressions
+    adds up three full-size gradients of x and keeps or rebuilds about ten score-size temporaries for the
+    normalisation.
 
     Per group and position p (``N = HW``), with ``m`` the channel means (B, G, C/G, 1), the score
     ``s = m^T x``, its mean ``mu`` and unbiased std ``sd`` over p, ``c = s - mu``, ``k = weight / (sd + eps)``

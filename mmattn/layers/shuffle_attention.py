@@ -109,13 +109,17 @@ def _output_order(c: int, half: int, device):
     return ((pre // half) % 2 == 1).view(1, c, 1, 1), pre % half
 
 
+def _params_in_output_order(params, j):
+    """The six shared (C'', 1, 1) parameters gathered for every output channel, each (1, C, 1, 1)."""
+    return tuple(t.flatten()[j].view(1, -1, 1, 1) for t in params)
+
+
 def _channels_last_gate_coefficients(mean, rstd, params, spatial, j):
     """A and C of ``sigmoid(A xs + C)`` for every channel of the shuffled map, in the output's order,
     each (B, C, 1, 1): channel branch ``A = 0, C = cweight_j m + cbias_j``, spatial branch
     ``A = sweight_j gn.weight_j rstd, C = sweight_j gn.bias_j + sbias_j - A m`` (m, rstd: the channel's
     mean and 1 / sqrt(biased var + eps) over H, W)."""
-    c = spatial.shape[1]
-    cw, cb, sw, sb, gw, gb = (t.flatten()[j].view(1, c, 1, 1) for t in params)
+    cw, cb, sw, sb, gw, gb = _params_in_output_order(params, j)
     a = torch.where(spatial, sw * gw * rstd, 0.)
     return a, torch.where(spatial, sw * gb + sb - a * mean, cw * mean + cb)
 
@@ -184,7 +188,7 @@ class _SAResidualChannelsLastFn(torch.autograd.Function):
     def backward(ctx, grad):
         x, mean, rstd, a, shift, *params = ctx.saved_tensors
         spatial, j = ctx.spatial, ctx.j
-        cw, _, sw, _, gw, gb = (t.flatten()[j].view(1, -1, 1, 1) for t in params)
+        cw, _, sw, _, gw, gb = _params_in_output_order(params, j)
         n, hw = x.shape[2] * x.shape[3], (2, 3)
         g = grad.contiguous(memory_format=torch.channels_last)
         grad_x = backward_scratch(ctx, x)  # each chunk of x is shuffled into xs_buf before dx takes its place
