@@ -3,7 +3,7 @@
 Every check raises ``ValueError`` naming the argument, the value it got and what would be valid, so a
 wrong config fails at build time with a message that says how to fix it.
 
-The kernels (``var_mean``, ``same_conv``, ``ChannelGateResidual``, ``residual_output``,
+The kernels (``var_mean``, ``same_conv``, ``scale_shift``, ``ChannelGateResidual``, ``residual_output``,
 ``backward_scratch``, ``chunk_slices``, ``small_graph_grads``) and the mode checks (``needs_grad``,
 ``may_overwrite``, ``use_custom_backward``, ``memory_format_of``, ``autocast_state``) are plain torch;
 each kernel states the formula it computes, and the tests compare it with the straightforward
@@ -159,6 +159,26 @@ def same_conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     if use_custom_backward(x, weight):
         return _SameConv.apply(x, weight)
     return _conv_nd(x, weight)
+
+
+def scale_shift(t: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, out: torch.Tensor = None) -> torch.Tensor:
+    """``t * scale + shift`` (written into ``out`` when given) on a cache-resident chunk, for coefficients
+    that broadcast against t, e.g. per-channel (B or 1, C, 1, 1) ones of an NCHW map.
+
+    ATen's CPU ``addcmul`` vectorises its inner loop only when at most one operand is constant along
+    it; with two (the scale and the shift of an NCHW map, constant along W) it runs a scalar loop:
+    3.6x slower than a multiply and an in-place add on a cache-resident 1x256x56x56 chunk (0.31
+    against 0.085 ms, torch 2.13, 2 cores). Those two vectorised passes are used then; where the
+    coefficients vary along the innermost memory dim (NHWC maps) or off CPU, the one-pass ``addcmul``
+    is. (On a full map read from memory the single pass wins: 1.5 against 2.1 ms at 8x256x56x56, so
+    full-size maps keep ``addcmul``.)
+    """
+    inner = t if out is None else out
+    constant_inner = all(c.dim() == 0 or c.shape[-1] == 1 for c in (scale, shift))
+    if inner.device.type == 'cpu' and constant_inner and inner.dim() and inner.stride(-1) == 1 \
+            and inner.shape[-1] > 1:
+        return torch.mul(t, scale, out=out).add_(shift) if out is not None else torch.mul(t, scale).add_(shift)
+    return torch.addcmul(shift, t, scale, out=out) if out is not None else torch.addcmul(shift, t, scale)
 
 
 def autocast_state(device_type: str) -> dict:

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from .helpers import (backward_scratch, check_divisible, check_positive_int, chunk_slices, may_overwrite,
-                      memory_format_of, needs_grad, residual_output, var_mean)
+                      memory_format_of, needs_grad, residual_output, scale_shift, var_mean)
 from .recompute import rebuilt_in_backward
 
 
@@ -270,14 +270,14 @@ class _SAResidualFn(torch.autograd.Function):
             # channel half: x0 is last read here (gx0 is free scratch from now on)
             k0_ = torch.ops.aten.sigmoid_backward(torch.mul(g0, x0, out=t0).sum(hw, keepdim=True), s0_)
             # spatial half: t1 holds s1, t0 holds dz
-            s1 = torch.addcmul(c1_, a1_, x1, out=t1).sigmoid_()
+            s1 = scale_shift(x1, a1_, c1_, out=t1).sigmoid_()
             dz = torch.ops.aten.sigmoid_backward(torch.mul(g1, x1, out=t0), s1, grad_input=t0)
             c_ = dz.sum(hw, keepdim=True)
             a_ = torch.mul(dz, x1, out=gx0).sum(hw, keepdim=True) - c_ * m1_
             alpha = a_ * sw * gw * rstd[sl].pow(3) * (-1.0 / n)  # 2 * dvar / N
-            torch.addcmul(-c_ * a1_ / n - alpha * m1_, dz, a1_, out=t0).addcmul_(g1, s1)
+            scale_shift(dz, a1_, -c_ * a1_ / n - alpha * m1_, out=t0).addcmul_(g1, s1)
             torch.addcmul(t0, x1, alpha, out=gx1)
-            torch.addcmul(cw * k0_ / n, g0, s0_, out=gx0)
+            scale_shift(g0, s0_, cw * k0_ / n, out=gx0)
             k0.append(k0_)
             big_c.append(c_)
             big_a.append(a_)

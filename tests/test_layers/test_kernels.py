@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from mmattn.layers import helpers
-from mmattn.layers.helpers import ChannelGateResidual, chunk_slices, may_overwrite, same_conv, var_mean
+from mmattn.layers.helpers import (ChannelGateResidual, chunk_slices, may_overwrite, same_conv, scale_shift,
+                                   var_mean)
 from mmattn.layers.cbam import CBAM
 from mmattn.layers import sge as sge_module
 from mmattn.layers.sge import SpatialGroupEnhance, _SGEResidualFn
@@ -411,6 +412,38 @@ def test_chunk_slices_cover_the_batch(monkeypatch, chunk_bytes, rows):
     assert [s.stop - s.start for s in slices] == rows
     assert torch.equal(torch.cat([t[s] for s in slices]), t)
     assert chunk_slices(t[:0]) == [slice(0, 0)]  # one (empty) chunk: the backwards still run
+
+
+@pytest.mark.parametrize('case', ['nchw', 'per-sample', 'nhwc', 'broadcast-t', 'in-place', 'no-out'])
+def test_scale_shift_equals_the_expression(case, monkeypatch):
+    """t * scale + shift on both paths: two vectorised passes where the coefficients are constant along
+    the innermost memory dim (NCHW per-channel), addcmul elsewhere (NHWC), with and without ``out``."""
+    calls = []
+    real_addcmul = torch.addcmul
+    monkeypatch.setattr(torch, 'addcmul', lambda *a, **k: calls.append(1) or real_addcmul(*a, **k))
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(3, 5, 4, 6, generator=g, dtype=torch.float64)
+    scale, shift = torch.randn(1, 5, 1, 1, generator=g, dtype=torch.float64), torch.randn(3, 5, 1, 1, generator=g,
+                                                                                         dtype=torch.float64)
+    if case == 'per-sample':
+        scale = torch.randn(3, 5, 1, 1, generator=g, dtype=torch.float64)
+    if case == 'nhwc':
+        t = t.contiguous(memory_format=torch.channels_last)
+    if case == 'broadcast-t':  # a (B, 1, H, W) map against per-channel coefficients: a full-size result
+        t = t[:, :1]
+    expected = t * scale + shift
+    out = torch.empty_like(expected) if case != 'nhwc' else torch.empty_like(t)
+    if case == 'in-place':
+        out = t.clone()
+        result = scale_shift(out, scale, shift, out=out)
+    elif case == 'no-out':
+        result = scale_shift(t, scale, shift)
+    else:
+        result = scale_shift(t, scale, shift, out=out)
+    if case != 'no-out':
+        assert result.data_ptr() == out.data_ptr()
+    torch.testing.assert_close(result, expected, rtol=1e-12, atol=1e-12)
+    assert bool(calls) is (case == 'nhwc')  # the scalar-loop addcmul only where it is vectorised
 
 
 def test_shuffle_attention_backward_on_an_empty_batch():
