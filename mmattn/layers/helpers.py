@@ -177,8 +177,8 @@ def scale_shift(t: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, out: 
     constant_inner = all(c.dim() == 0 or c.shape[-1] == 1 for c in (scale, shift))
     if inner.device.type == 'cpu' and constant_inner and inner.dim() and inner.stride(-1) == 1 \
             and inner.shape[-1] > 1:
-        return torch.mul(t, scale, out=out).add_(shift) if out is not None else torch.mul(t, scale).add_(shift)
-    return torch.addcmul(shift, t, scale, out=out) if out is not None else torch.addcmul(shift, t, scale)
+        return torch.mul(t, scale, out=out).add_(shift)
+    return torch.addcmul(shift, t, scale, out=out)
 
 
 def autocast_state(device_type: str) -> dict:

@@ -137,9 +137,10 @@ def _gated_residual_channels_last(shuffled, identity, params, eps, spatial, j, o
     return torch.addcmul(identity, shuffled, gate, out=out), (mean, rstd, a, shift)
 
 
-def _sa_residual_channels_last(x, identity, groups, params, eps, own_x: bool):
-    """``identity + SA(x)`` for a channels-last (NHWC) x, without autograd; the result is channels-last,
-    written over x when ``own_x`` (x is only read by the shuffle, the first pass).
+def _sa_residual_channels_last(x, identity, groups, params, eps, out):
+    """``identity + SA(x)`` for a channels-last (NHWC) x, written into the channels-last ``out``, which may
+    be x itself (x is only read by the shuffle, the first pass). Returns out, the per-channel values
+    (mean, rstd, A, C) and the output order (spatial mask, parameter index j) for a backward.
 
     In NHWC the two halves of each group are runs of C'' channels inside every pixel's channel vector,
     too short to vectorise, so the work is done in the output's channel order instead: first the
@@ -151,15 +152,15 @@ def _sa_residual_channels_last(x, identity, groups, params, eps, own_x: bool):
     c = x.shape[1]
     spatial, j = _output_order(c, c // (2 * groups), x.device)
     shuffled = _shuffle_channels_last(x)
-    out = x if own_x else torch.empty_like(x)
-    return _gated_residual_channels_last(shuffled, identity, params, eps, spatial, j, out)[0]
+    out, per_channel = _gated_residual_channels_last(shuffled, identity, params, eps, spatial, j, out)
+    return out, per_channel, spatial, j
 
 
 class _SAResidualChannelsLastFn(torch.autograd.Function):
-    """``identity + SA(x)`` for a channels-last x, with autograd: the forward of
-    ``_sa_residual_channels_last`` (the result over x when ``own_x``, see ``residual_output``), keeping x
-    and per-channel values; the backward works in the output's channel order, a chunk of samples at a
-    time in small scratch buffers (the chunk of x shuffled again), and unshuffles each chunk of dx.
+    """``identity + SA(x)`` for a channels-last x, with autograd: ``_sa_residual_channels_last`` (the result
+    over x when ``own_x``, see ``residual_output``), keeping x and per-channel values; the backward works
+    in the output's channel order, a chunk of samples at a time in small scratch buffers (the chunk of x
+    shuffled again), and unshuffles each chunk of dx.
 
     Every channel is ``out = identity + xs s``, ``s = sigmoid(A xs + C)`` (A = 0 in the channel branch).
     With ``dz = g xs s (1 - s)`` and sums over H, W (``N = H W``): ``Cs = sum(dz)`` (= dL/dC),
@@ -175,11 +176,8 @@ class _SAResidualChannelsLastFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, identity, own_x, groups, eps, *params):
-        c = x.shape[1]
-        spatial, j = _output_order(c, c // (2 * groups), x.device)
-        shuffled = _shuffle_channels_last(x)
         out = residual_output(ctx, x, own_x)  # x is read by the shuffle only (the backward rebuilds it)
-        out, per_channel = _gated_residual_channels_last(shuffled, identity, params, eps, spatial, j, out)
+        out, per_channel, spatial, j = _sa_residual_channels_last(x, identity, groups, params, eps, out)
         ctx.save_for_backward(x, *per_channel, *params)
         ctx.spatial, ctx.j = spatial, j
         return out
@@ -359,8 +357,8 @@ class ShuffleAttention(nn.Module):
             if needs_grad(x, identity, *params):
                 return _SAResidualChannelsLastFn.apply(x, identity, inplace and rebuilt_in_backward(x),
                                                        self.groups, self.gn.eps, *params)
-            return _sa_residual_channels_last(x, identity, self.groups, params, self.gn.eps,
-                                              may_overwrite(inplace, x, identity))
+            out = x if may_overwrite(inplace, x, identity) else torch.empty_like(x)
+            return _sa_residual_channels_last(x, identity, self.groups, params, self.gn.eps, out)[0]
         if eager and not (x.is_contiguous() and identity.is_contiguous()):
             # e.g. a channels-last bfloat16 x: the statistics and shuffle views read NCHW 2-3x faster;
             # one copy each, and the block continues in NCHW
