@@ -12,6 +12,6 @@ def chunking(request, monkeypatch):
     """Run a backward test twice: with the chunks of ``helpers.chunk_slices`` as they are (the tests'
     maps fit in one) and with one row per chunk (CHUNK_BYTES = 1), as on real feature maps."""
     if request.param == 'row-chunks':
-        from mmattn.layers import helpers
+        from mmattn.fused import kernels as helpers
         monkeypatch.setattr(helpers, 'CHUNK_BYTES', 1)
     return request.param

@@ -6,7 +6,7 @@ Each takes ``in_channels`` first, so it also works as an mmdet ResNet plugin onc
 from .cbam import CBAM
 from .eca import ECAModule
 from .factory import ATTENTION_LAYERS, create_attention, get_attention_layer
-from .helpers import eca_kernel_size
+from .eca import eca_kernel_size
 from .psa import PSAModule
 from .se import SEModule
 from .sge import SpatialGroupEnhance

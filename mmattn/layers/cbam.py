@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .helpers import (check_positive_int, may_overwrite, needs_grad, reduced_channels, residual_output,
-                      same_conv, small_graph_grads, use_custom_backward)
-from .recompute import rebuilt_in_backward
+from ..fused.kernels import may_overwrite, needs_grad, residual_output, same_conv, small_graph_grads, use_custom_backward
+from .checks import check_positive_int, reduced_channels
+from ..fused.recompute import rebuilt_in_backward
 
 _CHANNEL_POOLS = ('avg', 'max', 'lp', 'lse')
 _SPATIAL_POOLS = ('max', 'mean')

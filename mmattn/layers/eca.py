@@ -15,12 +15,26 @@ official code does not use it and its released checkpoints use per-stage lists (
 """
 from typing import Union
 
+import math
+
 import torch
 from torch import nn
 
-from .helpers import (ChannelGateResidual, check_positive_int, eca_kernel_size, may_overwrite, same_conv,
-                      use_custom_backward)
-from .recompute import rebuilt_in_backward
+from ..fused.kernels import ChannelGateResidual, may_overwrite, same_conv, use_custom_backward
+from .checks import check_positive_int
+from ..fused.recompute import rebuilt_in_backward
+
+
+def eca_kernel_size(channels: int, gamma: int = 2, beta: int = 1) -> int:
+    """ECA-Net's adaptive kernel size ``k = |log2(C)/gamma + beta/gamma|_odd``.
+
+    Rounding as in the paper's figure and timm: ``t = int(|log2(C) + beta| / gamma)``, then ``k = t`` if
+    ``t`` is odd, else ``t + 1``. C = 64 -> 3, 128 -> 5, 256/512/1024 -> 5, 2048 -> 7. (timm additionally
+    clamps k to >= 3; the paper does not, and neither do we.)
+    """
+    check_positive_int('channels', channels, 'eca_kernel_size')
+    t = int(abs(math.log2(channels) + beta) / gamma)
+    return t if t % 2 else t + 1
 
 
 class ECAModule(nn.Module):

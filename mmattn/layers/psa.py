@@ -22,9 +22,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .helpers import check_divisible, check_positive_int, check_same_length, may_overwrite, reduced_channels
-
-
+from ..fused.kernels import may_overwrite
+from .checks import check_divisible, check_positive_int, check_same_length, reduced_channels
 class SEWeight(nn.Module):
     """The SE weight module of PSA: returns the sigmoid gate (B, C, 1, 1), not the gated input."""
 

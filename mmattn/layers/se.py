@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .helpers import ChannelGateResidual, check_positive_int, may_overwrite, reduced_channels, use_custom_backward
-from .recompute import rebuilt_in_backward
+from ..fused.kernels import ChannelGateResidual, may_overwrite, use_custom_backward
+from .checks import check_positive_int, reduced_channels
+from ..fused.recompute import rebuilt_in_backward
 
 
 class SEModule(nn.Module):

@@ -26,9 +26,9 @@ import math
 import torch
 from torch import nn
 
-from .helpers import (check_divisible, check_positive_int, may_overwrite, memory_format_of, needs_grad,
-                      residual_output, use_custom_backward, var_mean)
-from .recompute import rebuilt_in_backward
+from ..fused.kernels import may_overwrite, memory_format_of, needs_grad, residual_output, use_custom_backward, var_mean
+from .checks import check_divisible, check_positive_int
+from ..fused.recompute import rebuilt_in_backward
 
 
 def _grouped(t: torch.Tensor, groups: int) -> torch.Tensor:

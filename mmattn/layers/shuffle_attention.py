@@ -29,9 +29,9 @@ and gated in the output's order (:func:`_sa_residual_channels_last`; with autogr
 import torch
 from torch import nn
 
-from .helpers import (backward_scratch, check_divisible, check_positive_int, chunk_slices, may_overwrite,
-                      memory_format_of, needs_grad, residual_output, scale_shift, var_mean)
-from .recompute import rebuilt_in_backward
+from ..fused.kernels import backward_scratch, chunk_slices, may_overwrite, memory_format_of, needs_grad, residual_output, scale_shift, var_mean
+from .checks import check_divisible, check_positive_int
+from ..fused.recompute import rebuilt_in_backward
 
 
 def _sa_coefficients(x6: torch.Tensor, params, eps: float):

@@ -3,8 +3,8 @@ replace, forward and backward (float64 and float32), including the inputs that b
 import pytest
 import torch
 
-from mmattn.layers import helpers
-from mmattn.layers.helpers import (ChannelGateResidual, chunk_slices, may_overwrite, same_conv, scale_shift,
+from mmattn.fused import kernels as helpers
+from mmattn.fused.kernels import (ChannelGateResidual, chunk_slices, may_overwrite, same_conv, scale_shift,
                                    var_mean)
 from mmattn.layers.cbam import CBAM
 from mmattn.layers import sge as sge_module

@@ -8,7 +8,7 @@ import pytest
 import torch
 from mmengine.registry import DefaultScope
 
-from mmattn.layers.recompute import recompute_bn_output
+from mmattn.fused.recompute import recompute_bn_output
 from mmattn.models import CBAMResNet, ECAResNet, SAResNet, SEResNet, SGEResNet
 
 BLOCKS = [

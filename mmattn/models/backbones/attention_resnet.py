@@ -24,7 +24,7 @@ from mmdet.models.layers import ResLayer
 from mmdet.registry import MODELS
 
 from ...layers import get_attention_layer
-from ...layers.recompute import recompute_bn_output
+from ...fused.recompute import recompute_bn_output
 
 AttentionCfg = Union[None, dict, Sequence[Optional[dict]]]
 

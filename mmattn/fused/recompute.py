@@ -30,7 +30,7 @@ import threading
 import torch
 from torch import nn
 
-from .helpers import use_custom_backward, var_mean
+from .kernels import use_custom_backward, var_mean
 
 
 class _Recipe:

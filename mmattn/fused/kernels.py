@@ -1,13 +1,7 @@
-"""Shared helpers for the attention layers: argument checks, rounding rules and the few fast kernels.
+"""Kernels and autograd helpers shared by the fused paths (plain torch).
 
-Every check raises ``ValueError`` naming the argument, the value it got and what would be valid, so a
-wrong config fails at build time with a message that says how to fix it.
-
-The kernels (``var_mean``, ``same_conv``, ``scale_shift``, ``ChannelGateResidual``, ``residual_output``,
-``backward_scratch``, ``chunk_slices``, ``small_graph_grads``) and the mode checks (``needs_grad``,
-``may_overwrite``, ``use_custom_backward``, ``memory_format_of``, ``autocast_state``) are plain torch;
-each kernel states the formula it computes, and the tests compare it with the straightforward
-expression, forward and backward.
+Each kernel states the formula it computes; the tests compare it with the straightforward expression,
+forward and backward.
 """
 import math
 from typing import Sequence
@@ -15,54 +9,6 @@ from typing import Sequence
 import torch
 
 
-def check_positive_int(name: str, value, owner: str) -> int:
-    """Return ``value`` if it is an int >= 1, else raise a ValueError naming ``owner.name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f'{owner}: {name} must be a positive int, got {value!r}')
-    return value
-
-
-def check_divisible(name: str, value: int, divisor: int, owner: str, why: str = '') -> None:
-    """Raise a ValueError if ``value`` is not a multiple of ``divisor``."""
-    if value % divisor != 0:
-        valid = [m for m in (divisor * (value // divisor), divisor * (value // divisor + 1)) if m > 0]
-        hint = f' ({why})' if why else ''
-        raise ValueError(f'{owner}: {name}={value} must be divisible by {divisor}{hint}; '
-                         f'nearest valid values: {valid}')
-
-
-def reduced_channels(channels: int, reduction: int, owner: str) -> int:
-    """Hidden width ``channels // reduction`` (floor, as in the official SE/CBAM/PSA code), >= 1."""
-    check_positive_int('reduction', reduction, owner)
-    hidden = channels // reduction
-    if hidden < 1:
-        raise ValueError(f'{owner}: in_channels={channels} // reduction={reduction} = 0 hidden units; '
-                         f'use reduction <= {channels}')
-    return hidden
-
-
-def eca_kernel_size(channels: int, gamma: int = 2, beta: int = 1) -> int:
-    """ECA-Net's adaptive kernel size ``k = |log2(C)/gamma + beta/gamma|_odd``.
-
-    Rounding as in the paper's figure and timm: ``t = int(|log2(C) + beta| / gamma)``, then ``k = t`` if
-    ``t`` is odd, else ``t + 1``. C = 64 -> 3, 128 -> 5, 256/512/1024 -> 5, 2048 -> 7. (timm additionally
-    clamps k to >= 3; the paper does not, and neither do we.)
-    """
-    check_positive_int('channels', channels, 'eca_kernel_size')
-    t = int(abs(math.log2(channels) + beta) / gamma)
-    return t if t % 2 else t + 1
-
-
-def check_same_length(owner: str, **sequences: Sequence) -> int:
-    """Raise unless all given sequences have the same length; return that length."""
-    lengths = {name: len(seq) for name, seq in sequences.items()}
-    if len(set(lengths.values())) != 1:
-        raise ValueError(f'{owner}: ' + ' and '.join(f'{n} (length {l})' for n, l in lengths.items())
-                         + ' must have the same length')
-    return next(iter(lengths.values()))
-
-
-# ----------------------------------------------------------------------------- fast kernels
 class _VarMean(torch.autograd.Function):
     """``torch.var_mean`` by the two-pass formula, with an analytic backward.
 
