@@ -13,12 +13,10 @@ from collections import OrderedDict
 import pytest
 import torch
 
-import convert_utils
-import mmpretrain2mmattn
-import official2mmattn
-import publish_model
-import timm2mmattn
+from mmattn.converters import mmpretrain, official, timm
+from mmattn.converters.common import ConversionError, build_backbone
 from reference import official_state_dict, reference_forward, save_official_checkpoint
+from tools_helpers import load_tool
 
 X = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 
@@ -30,7 +28,7 @@ def _double(sd):
 def stage_outputs(cfg, state_dict):
     """Stage outputs of the backbone ``cfg`` loaded strictly with ``state_dict``, in float64 (so that
     fused or re-ordered float32 arithmetic cannot hide or fake a difference)."""
-    model = convert_utils.build_backbone(cfg)
+    model = build_backbone(cfg)
     model.load_state_dict(state_dict, strict=True)
     model.double()
     with torch.no_grad():
@@ -71,7 +69,7 @@ OFFICIAL = [
 def test_official_round_trip(tmp_path, capsys, arch, depth, kw, expected_cfg):
     src, dst = tmp_path / 'official.pth.tar', tmp_path / 'mmattn.pth'
     sd = save_official_checkpoint(str(src), arch, depth, seed=3, **kw)
-    assert official2mmattn.main([str(src), str(dst)]) == 0
+    assert load_tool('model_converters/official2mmattn.py').main([str(src), str(dst)]) == 0
     assert 'strict=True' in capsys.readouterr().out
     ckpt = torch.load(dst, map_location='cpu', weights_only=True)
     assert set(ckpt) == {'state_dict', 'meta'}
@@ -88,7 +86,7 @@ def test_official_prefix_loads_through_pretrained_init(tmp_path):
     """``--prefix backbone.`` + the config the tool prints (init_cfg with prefix) loads via mmengine."""
     src, dst = tmp_path / 'eca.pth.tar', tmp_path / 'eca_mmattn.pth'
     sd = save_official_checkpoint(str(src), 'eca', 50, seed=4)
-    assert official2mmattn.main([str(src), str(dst), '--prefix', 'backbone.']) == 0
+    assert load_tool('model_converters/official2mmattn.py').main([str(src), str(dst), '--prefix', 'backbone.']) == 0
     keys = torch.load(dst, weights_only=True)['state_dict']
     assert all(k.startswith('backbone.') for k in keys)
     import mmattn.models  # noqa: F401
@@ -106,14 +104,14 @@ def test_official_depth_101_and_no_num_batches_tracked(tmp_path):
     """Depth is read from the block counts; a pre-0.4.1 checkpoint (no BN counters) still converts."""
     sd = official_state_dict('eca', 101, seed=5)
     old = OrderedDict((k, v) for k, v in sd.items() if not k.endswith('num_batches_tracked'))
-    state, cfg, info, dropped = official2mmattn.convert({'state_dict': old})
+    state, cfg, info, dropped = official.convert({'state_dict': old})
     assert cfg == dict(type='ECAResNet', depth=101, kernel_size=(3, 3, 5, 7))
     assert sorted(dropped) == ['fc.bias', 'fc.weight']
     assert len(info['added_keys']) == sum(k.endswith('num_batches_tracked') for k in sd)
 
 
 def _refusal(capsys, argv):
-    assert official2mmattn.main(argv) == 1
+    assert load_tool('model_converters/official2mmattn.py').main(argv) == 1
     return capsys.readouterr().err
 
 
@@ -132,30 +130,30 @@ def test_official_refuses_missing_unexpected_and_mismatched_keys(tmp_path):
     broken = OrderedDict(sd)
     del broken['layer3.2.bn2.running_var']
     broken['layer1.0.cbam.extra.weight'] = torch.zeros(3)
-    with pytest.raises(convert_utils.ConversionError) as exc:
-        official2mmattn.convert({'state_dict': broken})
+    with pytest.raises(ConversionError) as exc:
+        official.convert({'state_dict': broken})
     msg = str(exc.value)
     assert 'layer3.2.bn2.running_var' in msg and 'not filled' in msg
     assert 'layer1.0.cbam.extra.weight' in msg and 'no place' in msg
     # a CBAM MLP with a different hidden width in one block of a stage
     odd = OrderedDict(sd)
     odd['layer2.1.cbam.ChannelGate.mlp.1.weight'] = torch.zeros(64, 512)
-    with pytest.raises(convert_utils.ConversionError, match='differs between the blocks of layer2'):
-        official2mmattn.convert({'state_dict': odd})
+    with pytest.raises(ConversionError, match='differs between the blocks of layer2'):
+        official.convert({'state_dict': odd})
     # a shape mismatch that per-stage inference cannot see: a stem of the wrong width
     wide = OrderedDict(sd)
     wide['conv1.weight'] = torch.zeros(64, 3, 5, 5)
-    with pytest.raises(convert_utils.ConversionError, match=r'conv1.weight \(64, 3, 7, 7\) vs \(64, 3, 5, 5\)'):
-        official2mmattn.convert({'state_dict': wide})
+    with pytest.raises(ConversionError, match=r'conv1.weight \(64, 3, 7, 7\) vs \(64, 3, 5, 5\)'):
+        official.convert({'state_dict': wide})
 
 
 def test_official_recognises_foreign_layouts():
     mm = mmpretrain_layout(official_state_dict('se', 50, se_bias=True))
-    with pytest.raises(convert_utils.ConversionError, match='mmpretrain2mmattn'):
-        official2mmattn.convert(mm)
+    with pytest.raises(ConversionError, match='mmpretrain2mmattn'):
+        official.convert(mm)
     timm = timm_layout(official_state_dict('se', 50, se_bias=True))
-    with pytest.raises(convert_utils.ConversionError, match='timm2mmattn'):
-        official2mmattn.convert(timm)
+    with pytest.raises(ConversionError, match='timm2mmattn'):
+        official.convert(timm)
 
 
 def test_untrusted_pickle_needs_trust_source(tmp_path, capsys):
@@ -164,6 +162,7 @@ def test_untrusted_pickle_needs_trust_source(tmp_path, capsys):
     torch.save({'state_dict': sd, 'args': argparse_namespace()}, src)
     err = _refusal(capsys, [str(src), str(tmp_path / 'o.pth')])
     assert '--trust-source' in err
+    official2mmattn = load_tool('model_converters/official2mmattn.py')
     assert official2mmattn.main([str(src), str(tmp_path / 'o.pth'), '--trust-source']) == 0
 
 
@@ -196,7 +195,7 @@ def test_mmpretrain_round_trip(tmp_path):
     sd = official_state_dict('se', 50, seed=7, se_bias=True)
     src, dst = tmp_path / 'se-resnet50_mmpretrain.pth', tmp_path / 'se50.pth'
     torch.save(mmpretrain_layout(sd), src)
-    assert mmpretrain2mmattn.main([str(src), str(dst)]) == 0
+    assert load_tool('model_converters/mmpretrain2mmattn.py').main([str(src), str(dst)]) == 0
     ckpt = torch.load(dst, weights_only=True)
     cfg = ckpt['meta']['backbone']
     assert cfg == dict(type='SEResNet', depth=50, reduction=16, bias=True)
@@ -210,16 +209,16 @@ def test_mmpretrain_round_trip(tmp_path):
 
 def test_mmpretrain_refusals(capsys):
     sd = official_state_dict('se', 50, se_bias=True)
-    with pytest.raises(convert_utils.ConversionError, match='no backbone'):
-        mmpretrain2mmattn.convert({'state_dict': sd})
+    with pytest.raises(ConversionError, match='no backbone'):
+        mmpretrain.convert({'state_dict': sd})
     deep = mmpretrain_layout(sd)
     deep['state_dict']['backbone.stem.0.conv.weight'] = torch.zeros(32, 3, 3, 3)
-    with pytest.raises(convert_utils.ConversionError, match='deep stem'):
-        mmpretrain2mmattn.convert(deep)
+    with pytest.raises(ConversionError, match='deep stem'):
+        mmpretrain.convert(deep)
     missing = mmpretrain_layout(sd)
     del missing['state_dict']['backbone.layer2.3.se_layer.conv2.conv.bias']
-    with pytest.raises(convert_utils.ConversionError, match=r'layer2\.3\.se\.fc\.2\.bias'):
-        mmpretrain2mmattn.convert(missing)
+    with pytest.raises(ConversionError, match=r'layer2\.3\.se\.fc\.2\.bias'):
+        mmpretrain.convert(missing)
 
 
 # ----------------------------------------------------------------------------- timm layout
@@ -242,7 +241,7 @@ def test_timm_seresnet50_round_trip(tmp_path):
     sd = official_state_dict('se', 50, seed=8, se_bias=True)
     src, dst = tmp_path / 'seresnet50.pth', tmp_path / 'se50.pth'
     torch.save(timm_layout(sd), src)
-    assert timm2mmattn.main([str(src), str(dst)]) == 0
+    assert load_tool('model_converters/timm2mmattn.py').main([str(src), str(dst)]) == 0
     ckpt = torch.load(dst, weights_only=True)
     assert ckpt['meta']['backbone'] == dict(type='SEResNet', depth=50, reduction=16, bias=True)
     assert_same_outputs(stage_outputs(ckpt['meta']['backbone'], ckpt['state_dict']),
@@ -256,7 +255,7 @@ def test_timm_seresnet18_rounded_width_uses_per_stage_reduction():
     for k in [k for k in sd if k.startswith('layer1.') and '.se.fc.' in k]:
         shape = tuple(8 if d == 4 else d for d in sd[k].shape)
         sd[k] = torch.randn(shape, generator=g) * 0.2
-    state, cfg, _, _ = timm2mmattn.convert(timm_layout(sd))
+    state, cfg, _, _ = timm.convert(timm_layout(sd))
     assert cfg['type'] == 'AttentionResNet'
     assert [a['reduction'] for a in cfg['attention']] == [8, 16, 16, 16]
     assert_same_outputs(stage_outputs(cfg, state), reference(sd, 'se', 18))
@@ -268,7 +267,7 @@ def test_timm_eca_on_default_stem():
         if k.endswith('eca.conv.weight'):
             stage = int(k[len('layer')])
             sd[k] = torch.randn(1, 1, (5, 5, 5, 7)[stage - 1])
-    state, cfg, _, _ = timm2mmattn.convert({'state_dict': timm_layout(sd, eca=True)})
+    state, cfg, _, _ = timm.convert({'state_dict': timm_layout(sd, eca=True)})
     assert cfg == dict(type='ECAResNet', depth=50, kernel_size=(5, 5, 5, 7))
     assert_same_outputs(stage_outputs(cfg, state), reference(sd, 'eca', 50))
 
@@ -283,14 +282,15 @@ def test_timm_eca_on_default_stem():
 def test_timm_refuses_non_equivalent_architectures(patch, message):
     sd = timm_layout(official_state_dict('se', 50, se_bias=True))
     patch(sd)
-    with pytest.raises(convert_utils.ConversionError, match=message):
-        timm2mmattn.convert(sd)
+    with pytest.raises(ConversionError, match=message):
+        timm.convert(sd)
 
 
 # ----------------------------------------------------------------------------- publish_model
 def test_publish_model_plain_checkpoint_needs_no_trust(tmp_path, capsys):
     src = tmp_path / 'epoch_1.pth'
     torch.save({'meta': {'epoch': 1}, 'state_dict': {'w': torch.ones(2)}, 'optimizer': {'state': {}}}, src)
+    publish_model = load_tool('model_converters/publish_model.py')
     assert publish_model.main([str(src), str(tmp_path / 'm.pth'), '--save-keys', 'state_dict', '--date']) == 0
     final = capsys.readouterr().out.strip()
     assert re.fullmatch(re.escape(str(tmp_path / 'm')) + r'_\d{8}-[0-9a-f]{8}\.pth', final)
@@ -309,7 +309,7 @@ def test_publish_model(tmp_path, capsys):
     out = tmp_path / 'faster-rcnn_eca-r50_fpn_1x_coco.pth'
     # (whether the message hub loads with weights_only=True depends on mmattn.utils' allow-list;
     # --trust-source makes this test independent of it)
-    assert publish_model.main([str(src), str(out), '--trust-source']) == 0
+    assert load_tool('model_converters/publish_model.py').main([str(src), str(out), '--trust-source']) == 0
     final = capsys.readouterr().out.strip()
     assert re.fullmatch(re.escape(str(out)[:-4]) + r'-[0-9a-f]{8}\.pth', final)
     assert not out.exists() and osp.isfile(final)
@@ -360,9 +360,9 @@ def test_real_timm_models_convert_to_the_same_function(name, kwargs, expected_ty
     model = timm.create_model(name, pretrained=False, **kwargs)
     model.load_state_dict(_randomize(model.state_dict(), 11))
     model.eval()
-    state, cfg, _, dropped = timm2mmattn.convert(model.state_dict())
+    state, cfg, _, dropped = timm.convert(model.state_dict())
     assert cfg['type'] == expected_type and sorted(dropped) == ['fc.bias', 'fc.weight']
-    ours = convert_utils.build_backbone(cfg)
+    ours = build_backbone(cfg)
     ours.load_state_dict(state, strict=True)
     ours.double()
     model.double()
@@ -376,5 +376,5 @@ def test_real_timm_models_convert_to_the_same_function(name, kwargs, expected_ty
                                           ('seresnext50_32x4d', 'ResNeXt'), ('ecaresnetlight', 'deep-stem|avg-pool')])
 def test_real_timm_models_refused(name, message):
     timm = pytest.importorskip('timm')
-    with pytest.raises(convert_utils.ConversionError, match=message):
-        timm2mmattn.convert(timm.create_model(name, pretrained=False).state_dict())
+    with pytest.raises(ConversionError, match=message):
+        timm.convert(timm.create_model(name, pretrained=False).state_dict())

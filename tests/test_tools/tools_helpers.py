@@ -5,11 +5,14 @@ quick-start config shrunk to 64 x 64 images and two images per batch, so a
 training epoch on the four training images takes two iterations. Test
 modules import the fixtures they use from here.
 """
+import functools
 import os
 import os.path as osp
+import runpy
 import socket
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -76,6 +79,12 @@ def tiny_config(toy_data, tmp_path_factory):
     path.write_text(
         TINY_CONFIG.format(base=QUICKSTART_CFG, data_root=toy_data))
     return str(path)
+
+
+@functools.lru_cache(maxsize=None)
+def load_tool(rel_path: str) -> types.SimpleNamespace:
+    """The functions of the script ``tools/<rel_path>`` (run as a module, not as ``__main__``)."""
+    return types.SimpleNamespace(**runpy.run_path(osp.join(TOOLS_DIR, rel_path)))
 
 
 def free_port() -> int:

@@ -22,7 +22,7 @@ import sys
 
 import torch
 
-from convert_utils import ConversionError, load_source
+from mmattn.converters.common import ConversionError, load_source
 
 #: meta entries that are run state, not model description
 VOLATILE_META = ('hook_msgs', )

@@ -1,4 +1,4 @@
-"""Shared machinery of the checkpoint converters in ``tools/model_converters``.
+"""Shared machinery of the checkpoint converters (``tools/model_converters/*2mmattn.py``).
 
 Every converter follows the same steps:
 
@@ -15,8 +15,6 @@ Every converter follows the same steps:
    the source file holds.
 4. :func:`save_checkpoint` writes ``{'state_dict': ..., 'meta': ...}`` (optionally with a key prefix
    such as ``backbone.``).
-
-This module is imported by the converter scripts (they sit in the same folder) and by the tests.
 """
 import argparse
 import os.path as osp
