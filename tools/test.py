@@ -1,10 +1,13 @@
 """Test (and evaluate) a detector checkpoint with MMDetection 3.x.
 
 The arguments and behaviour follow ``tools/test.py`` of MMDetection 3.3.0.
-Like ``tools/train.py`` it imports ``mmattn.models``, allow-lists the globals
-of mmengine checkpoints for ``torch.load(weights_only=True)``, checks the
-config and checkpoint path before building the runner and runs distributed
-tests on CPU with gloo.
+Like ``tools/train.py`` it imports ``mmattn.models``, loads the checkpoint
+with ``torch.load(weights_only=True)`` (a checkpoint cannot run code), checks
+the config and checkpoint path before building the runner and runs
+distributed tests on CPU with gloo. A checkpoint that leaves model tensors
+missing or with another shape (another config's, or an empty ``state_dict``)
+is refused instead of evaluating a partly random model, unless
+``--allow-partial-checkpoint`` is given.
 
 Example::
 
@@ -25,15 +28,13 @@ warnings.filterwarnings(
 
 from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
 
-try:
-    import mmattn  # noqa: F401
-except ImportError:  # a source checkout that is not pip-installed
-    sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
-
 import mmattn.models  # noqa: E402,F401  registers the mmattn backbones
-from mmattn.utils import (ConfigCheckError, build_runner, close_distributed,  # noqa
-                          check_checkpoint_path, check_config, load_config,
-                          register_checkpoint_safe_globals)
+from mmattn.utils import (CheckpointLoadError, ConfigCheckError, build_runner,  # noqa
+                          close_distributed, check_checkpoint_path, check_config,
+                          load_checkpoint_file, load_config, safe_checkpoint_loading)
+from mmattn.utils.pretrained import (PartialCheckpointError, check_coverage,  # noqa: E402
+                                     extract_state_dict,
+                                     model_state_for_checkpoint)
 from mmdet.engine.hooks.utils import trigger_visualization_hook  # noqa: E402
 from mmdet.evaluation import DumpDetResults  # noqa: E402
 from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
@@ -76,6 +77,11 @@ def parse_args():
         default='none',
         help='job launcher')
     parser.add_argument('--tta', action='store_true')
+    parser.add_argument(
+        '--allow-partial-checkpoint',
+        action='store_true',
+        help='evaluate even if the checkpoint leaves model tensors missing or '
+        'with another shape (they keep their random initialisation)')
     # When using PyTorch version >= 2.0.0, the `torch.distributed.launch`
     # will pass the `--local-rank` parameter to `tools/test.py` instead
     # of `--local_rank`.
@@ -134,9 +140,22 @@ def enable_tta(cfg: Config) -> None:
     cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
 
 
+def check_checkpoint_covers_model(model, checkpoint: str) -> None:
+    """Refuse a checkpoint that leaves tensors of ``model`` missing or with
+    another shape (mmengine would load it with ``strict=False``)."""
+    if '://' in checkpoint:
+        return  # a remote file; mmengine downloads it on load
+    check_coverage(
+        model_state_for_checkpoint(model),
+        extract_state_dict(load_checkpoint_file(checkpoint)),
+        backbone=False,
+        source=f'Checkpoint {checkpoint}',
+        opt_in='pass --allow-partial-checkpoint (the rest keeps its random '
+        'initialisation and the metrics say little)')
+
+
 def main():
     args = parse_args()
-    register_checkpoint_safe_globals()
     # Reduce the number of repeated compilations and improve
     # testing speed.
     setup_cache_size_limit_of_dynamo()
@@ -168,15 +187,21 @@ def main():
     if args.tta:
         enable_tta(cfg)
 
-    runner = build_runner(cfg, args.launcher)
+    try:
+        with safe_checkpoint_loading():
+            runner = build_runner(cfg, args.launcher)
+            if not args.allow_partial_checkpoint:
+                check_checkpoint_covers_model(runner.model, args.checkpoint)
 
-    # add `DumpResults` dummy metric
-    if args.out is not None:
-        runner.test_evaluator.metrics.append(
-            DumpDetResults(out_file_path=args.out))
+            # add `DumpResults` dummy metric
+            if args.out is not None:
+                runner.test_evaluator.metrics.append(
+                    DumpDetResults(out_file_path=args.out))
 
-    # start testing
-    runner.test()
+            # start testing
+            runner.test()
+    except (CheckpointLoadError, PartialCheckpointError) as e:
+        sys.exit(f'{osp.basename(__file__)}: error: {e}')
     # The runner's DDP wrapper holds the process group: drop it first, so that
     # close_distributed frees the group while the interpreter is alive.
     del runner

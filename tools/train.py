@@ -5,12 +5,17 @@ In addition this script
 
 * imports ``mmattn.models``, so configs find the mmattn backbones even
   without ``custom_imports``, from any working directory;
-* allow-lists the globals of mmengine checkpoints for PyTorch >= 2.6, where
-  ``torch.load`` defaults to ``weights_only=True`` (``--resume`` and
-  ``load_from`` work unchanged);
-* checks the config before building the runner (annotation files, images,
-  model types, checkpoint paths) and fails with a message that names the
-  file or key and what to do;
+* loads every checkpoint (``--resume``, ``load_from``, ``Pretrained``) with
+  ``torch.load(weights_only=True)`` and the data types of mmengine
+  checkpoints allow-listed for this run only (see ``mmattn.utils.checkpoint``):
+  a checkpoint cannot run code;
+* checks the config before building the runner (annotation files and their
+  boxes and masks, images, model types, checkpoint paths, the file to resume
+  from) and fails with a message that names the file or key and what to do;
+* adds two hooks of ``mmattn.engine``: ``NonFiniteCheckHook`` stops the run,
+  naming the iteration, when the loss, gradient norm or weights become NaN or
+  infinite; ``RandomStateHook`` saves the random states with each checkpoint
+  and restores them on ``--resume``, so a resumed run continues exactly;
 * runs distributed training on CPU with the gloo backend when CUDA is not
   available.
 
@@ -33,15 +38,14 @@ import torch  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 from mmengine.logging import print_log  # noqa: E402
 
-try:
-    import mmattn  # noqa: F401
-except ImportError:  # a source checkout that is not pip-installed
-    sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
-
 import mmattn.models  # noqa: E402,F401  registers the mmattn backbones
-from mmattn.utils import (ConfigCheckError, build_runner, close_distributed,  # noqa
-                          check_checkpoint_path, check_config, load_config,
-                          register_checkpoint_safe_globals)
+from mmattn.engine import NonFiniteTrainingError, add_default_hooks  # noqa: E402
+from mmattn.utils import (CheckpointLoadError, ConfigCheckError, build_runner,  # noqa
+                          close_distributed, check_config, load_config,
+                          safe_checkpoint_loading)
+from mmattn.utils.config_check import (check_auto_resume,  # noqa: E402
+                                       check_resume_checkpoint)
+from mmattn.utils.pretrained import PartialCheckpointError  # noqa: E402
 from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
 
 
@@ -131,15 +135,17 @@ def build_cfg(args) -> Config:
 
 def main():
     args = parse_args()
-    register_checkpoint_safe_globals()
     # Reduce the number of repeated compilations and improve
     # training speed.
     setup_cache_size_limit_of_dynamo()
 
     cfg = build_cfg(args)
+    add_default_hooks(cfg)
     try:
-        if args.resume not in (None, 'auto'):
-            check_checkpoint_path(args.resume, '--resume')
+        if args.resume == 'auto':
+            check_auto_resume(cfg.work_dir)
+        elif args.resume is not None:
+            check_resume_checkpoint(args.resume, '--resume')
         check_config(cfg, mode='train')
         if args.amp:
             if not torch.cuda.is_available():
@@ -149,8 +155,13 @@ def main():
     except ConfigCheckError as e:
         sys.exit(f'{osp.basename(__file__)}: error: {e}')
 
-    runner = build_runner(cfg, args.launcher)
-    runner.train()
+    try:
+        with safe_checkpoint_loading():
+            runner = build_runner(cfg, args.launcher)
+            runner.train()
+    except (CheckpointLoadError, PartialCheckpointError,
+            NonFiniteTrainingError) as e:
+        sys.exit(f'{osp.basename(__file__)}: error: {e}')
     # The runner's DDP wrapper holds the process group: drop it first, so that
     # close_distributed frees the group while the interpreter is alive.
     del runner

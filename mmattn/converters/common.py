@@ -3,7 +3,7 @@
 Every converter follows the same steps:
 
 1. :func:`load_source` reads the file (``torch.load`` with ``weights_only=True``; a pickle that
-   needs more is refused unless ``--trust-source`` is given) and :func:`extract_state_dict` finds the
+   needs more is refused unless ``--trust-source`` is given; a broken or foreign file is refused) and :func:`extract_state_dict` finds the
    weights in it (``state_dict`` / ``model`` / ``state_dict_ema`` entries or a bare state dict).
 2. The converter renames keys and infers the target mmattn backbone (type, depth and the
    hyper-parameters that change shapes: ECA kernel sizes, SE reduction, SA/SGE groups ...) from the
@@ -43,27 +43,25 @@ class ConversionError(RuntimeError):
 
 # ----------------------------------------------------------------------------- loading
 def load_source(path: str, trust_source: bool = False):
-    """``torch.load`` a checkpoint on CPU.
+    """Load a checkpoint on CPU without running code from it.
 
-    ``weights_only=True`` first (tensors, containers and numbers only); mmengine checkpoints also
-    need the globals allow-listed by :func:`mmattn.utils.register_checkpoint_safe_globals`. If the
-    pickle still needs other globals, the file is only loaded with ``trust_source=True``
-    (``weights_only=False`` can execute code from the file).
+    :func:`mmattn.utils.load_checkpoint_file`: ``torch.load(weights_only=True)`` with mmattn's
+    allow-list of mmengine data types. A file that is missing, empty, truncated or not a checkpoint
+    is reported as such. Only a valid pickle that needs globals outside the allow-list is loaded
+    with ``trust_source=True`` (``weights_only=False``, which can execute code from the file).
     """
+    from mmattn.utils.checkpoint import (CheckpointLoadError, is_refused_by_allow_list,
+                                         load_checkpoint_file)
     if not osp.isfile(path):
         raise ConversionError(f'source checkpoint {path!r} does not exist')
     try:
-        from mmattn.utils import register_checkpoint_safe_globals
-        register_checkpoint_safe_globals()
-    except ImportError:  # pragma: no cover - mmattn/mmengine missing
-        pass
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:  # pickle needs globals outside the allow-list
+        return load_checkpoint_file(path)
+    except CheckpointLoadError as err:
+        if not is_refused_by_allow_list(err):
+            raise ConversionError(str(err)) from None
         if not trust_source:
             raise ConversionError(
-                f'{path!r} cannot be loaded with torch.load(weights_only=True): {err}\n'
-                'If you trust this file, re-run with --trust-source (loads it with '
+                f'{err}\nIf you trust this file, re-run with --trust-source (loads it with '
                 'weights_only=False, which can execute code stored in the pickle).') from None
     return torch.load(path, map_location='cpu', weights_only=False)
 

@@ -1,11 +1,7 @@
 """MMDetection integration: importing this module registers every attention layer and backbone into
 ``mmdet.registry.MODELS`` (use ``custom_imports=dict(imports=['mmattn.models'])`` in configs)."""
-from ..utils.checkpoint import register_checkpoint_safe_globals
 from .registry import register_attention_layers  # noqa: F401  (registers the layers on import)
 from .backbones import (CBAMResNet, ECAResNet, EPSANet, SAResNet, SEResNet,  # noqa: E402
                         SGEResNet, AttentionResNet)
-
-# mmengine checkpoints (resume, load_from, test.py) under torch>=2.6's weights_only=True default
-register_checkpoint_safe_globals()
 
 __all__ = ['AttentionResNet', 'CBAMResNet', 'ECAResNet', 'EPSANet', 'SAResNet', 'SEResNet', 'SGEResNet']

@@ -1,38 +1,64 @@
-"""Load mmengine checkpoints under ``torch.load(weights_only=True)``.
+"""Load checkpoints without ever running code from them.
 
-Since PyTorch 2.6, ``torch.load`` defaults to ``weights_only=True`` and only
-unpickles tensors, containers and globals that were allow-listed with
-:func:`torch.serialization.add_safe_globals`. mmengine 0.10.x checkpoints also
-pickle the message hub (``HistoryBuffer`` objects holding numpy arrays and a
-dict of their statistics methods, which pickle as ``getattr(HistoryBuffer,
-'min')``), numpy scalars, dtypes and the ``Counter`` of ``MultiStepLR``
-milestones, so
-``--resume``, ``load_from`` and ``tools/test.py CONFIG CHECKPOINT`` fail with
-"Unsupported global: ...".
+Since PyTorch 2.6, ``torch.load`` defaults to ``weights_only=True``: it unpickles tensors, containers,
+numbers and strings, and any other global only if it is allow-listed. mmengine 0.10.x checkpoints also
+pickle the message hub (``HistoryBuffer`` objects holding numpy arrays), numpy scalars and dtypes, and
+``HistoryBuffer``'s table of statistics methods, which pickle as ``getattr(HistoryBuffer, 'min')``.
 
-:func:`register_checkpoint_safe_globals` allow-lists exactly these globals. It
-does not turn ``weights_only`` off: any other global in a checkpoint is still
-refused.
+Allow-listing ``builtins.getattr`` itself would open the door to code execution: from any allow-listed
+class a pickle can walk to a function's ``__globals__``, then ``__builtins__['eval']``, and call it
+through torch's own rebuild functions. So ``builtins.getattr`` is never allow-listed here. Instead, the
+name ``builtins.getattr`` in a checkpoint is bound to :func:`_history_buffer_statistic`, which hands out
+exactly the four statistics methods of ``HistoryBuffer`` and refuses everything else.
+
+The allow-list is active only inside :func:`mmengine_checkpoint_globals` (a context manager):
+:func:`load_checkpoint_file` uses it, and :func:`safe_checkpoint_loading`, which the tools wrap their
+runs in, also routes mmengine's loading of local files (``--resume``, ``load_from``, ``Pretrained``)
+through :func:`load_checkpoint_file`, so a bad file is reported as such. Importing mmattn changes
+nothing process-wide.
 """
-import collections
-from typing import Any, List, Tuple
+import os.path as osp
+import pickle
+import zipfile
+from contextlib import contextmanager
+from typing import Any, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
 
-_REGISTERED: List[str] = []
+#: The statistics methods ``HistoryBuffer`` pickles by reference (``_set_default_statistics``).
+HISTORY_BUFFER_STATISTICS = ('min', 'max', 'current', 'mean')
+
+
+class CheckpointLoadError(RuntimeError):
+    """A checkpoint file cannot be loaded: missing, empty, truncated, not a checkpoint, or refused
+    because unpickling it would need globals that could run code."""
+
+
+def _history_buffer_statistic(owner: Any, name: Any):
+    """Stand-in for ``builtins.getattr`` while a checkpoint is unpickled.
+
+    Returns ``HistoryBuffer.<name>`` for the four statistics methods and raises for any other
+    ``(owner, name)``: a checkpoint cannot reach any other attribute of anything.
+    """
+    from mmengine.logging.history_buffer import HistoryBuffer
+    if owner is HistoryBuffer and isinstance(name, str) and name in HISTORY_BUFFER_STATISTICS:
+        return getattr(HistoryBuffer, name)
+    owner_name = owner.__qualname__ if isinstance(owner, type) else type(owner).__qualname__
+    raise pickle.UnpicklingError(
+        f'the checkpoint asks for attribute {str(name)[:80]!r} of {owner_name}; only '
+        f'HistoryBuffer.{{{", ".join(HISTORY_BUFFER_STATISTICS)}}} may be looked up while loading '
+        '(anything else could reach code)')
 
 
 def _numpy_dtype_classes() -> List[type]:
     """The dtype classes (``numpy.dtypes.Float64DType`` ...) of numpy 2.x.
 
-    Only plain numeric, bool and string dtypes are allowed; the ``object``
-    dtype is deliberately left out because it unpickles arbitrary objects.
+    Only plain numeric, bool and string dtypes; the ``object`` dtype is left out on purpose.
     """
-    kinds = ('bool', 'int8', 'int16', 'int32', 'int64', 'uint8', 'uint16',
-             'uint32', 'uint64', 'float16', 'float32', 'float64',
-             'longdouble', 'complex64', 'complex128', 'clongdouble', 'str',
-             'bytes')
+    kinds = ('bool', 'int8', 'int16', 'int32', 'int64', 'uint8', 'uint16', 'uint32', 'uint64',
+             'float16', 'float32', 'float64', 'longdouble', 'complex64', 'complex128', 'clongdouble',
+             'str', 'bytes')
     classes = []
     for kind in kinds:
         cls = type(np.dtype(kind))
@@ -43,12 +69,8 @@ def _numpy_dtype_classes() -> List[type]:
 
 
 def _numpy_reconstructors() -> List[Tuple[Any, str]]:
-    """``_reconstruct`` and ``scalar`` under both numpy 1.x and 2.x names.
-
-    numpy 2.x pickles them as ``numpy._core.multiarray.*``; checkpoints
-    written with numpy 1.x name them ``numpy.core.multiarray.*``. Both names
-    are mapped to the functions of the installed numpy.
-    """
+    """``_reconstruct`` and ``scalar`` under their numpy 1.x and 2.x names, bound to the installed
+    numpy's functions."""
     try:
         from numpy._core import multiarray  # numpy >= 2.0
     except ImportError:  # pragma: no cover - numpy 1.x
@@ -62,20 +84,13 @@ def _numpy_reconstructors() -> List[Tuple[Any, str]]:
 
 
 def checkpoint_safe_globals() -> List[Any]:
-    """The globals (or ``(global, name)`` pairs) mmengine checkpoints need."""
+    """The allow-list for mmengine checkpoints: data types and constructors only, plus the name
+    ``builtins.getattr`` bound to :func:`_history_buffer_statistic` (never ``getattr`` itself)."""
     from mmengine.logging.history_buffer import HistoryBuffer
 
     safe: List[Any] = [
-        # MessageHub.state_dict()['log_scalars'] values.
-        HistoryBuffer,
-        # HistoryBuffer._statistics_methods holds HistoryBuffer.min etc.,
-        # pickled as getattr(HistoryBuffer, 'min'). The weights-only
-        # unpickler calls only allow-listed callables, so getattr can only
-        # look up attributes of allow-listed objects and its results are
-        # never called.
-        getattr,
-        # MultiStepParamScheduler.milestones.
-        collections.Counter,
+        HistoryBuffer,  # MessageHub.state_dict()['log_scalars'] values
+        (_history_buffer_statistic, 'builtins.getattr'),
         np.ndarray,
         np.dtype,
     ]
@@ -84,26 +99,128 @@ def checkpoint_safe_globals() -> List[Any]:
     return safe
 
 
-def register_checkpoint_safe_globals() -> List[str]:
-    """Allow-list the globals of mmengine checkpoints for ``torch.load``.
+def checkpoint_safe_global_names() -> List[str]:
+    """The qualified names the allow-list accepts in a checkpoint."""
+    names = []
+    for item in checkpoint_safe_globals():
+        names.append(item[1] if isinstance(item, tuple) else f'{item.__module__}.{item.__qualname__}')
+    return names
 
-    Call it once before a checkpoint is loaded (``tools/train.py``,
-    ``tools/test.py`` and ``import mmattn.models`` do). It is idempotent and
-    a no-op on PyTorch < 2.4, which has no allow-list.
 
-    Returns:
-        list[str]: The qualified names that are allow-listed.
+@contextmanager
+def mmengine_checkpoint_globals() -> Iterator[None]:
+    """Allow-list :func:`checkpoint_safe_globals` for ``torch.load(weights_only=True)`` inside the
+    ``with`` block only.
+
+    ``HistoryBuffer.__setstate__`` writes the unpickled statistics methods into the class-wide table;
+    entries a checkpoint changed are put back on exit, so a crafted file cannot redirect them.
     """
-    if _REGISTERED:
-        return list(_REGISTERED)
-    add_safe_globals = getattr(torch.serialization, 'add_safe_globals', None)
-    if add_safe_globals is None:  # pragma: no cover - torch < 2.4
-        return []
-    safe = checkpoint_safe_globals()
-    add_safe_globals(safe)
-    for item in safe:
-        if isinstance(item, tuple):
-            _REGISTERED.append(item[1])
+    from mmengine.logging.history_buffer import HistoryBuffer
+    table = HistoryBuffer._statistics_methods
+    before = dict(table)
+    try:
+        with torch.serialization.safe_globals(checkpoint_safe_globals()):
+            yield
+    finally:
+        for key, value in list(table.items()):
+            if before.get(key) is value:
+                continue
+            if key in HISTORY_BUFFER_STATISTICS and value is getattr(HistoryBuffer, key):
+                continue
+            if key in before:
+                table[key] = before[key]
+            else:
+                del table[key]
+
+
+def describe_file_problem(path: str) -> Optional[str]:
+    """Why ``path`` cannot be a checkpoint written by ``torch.save`` (None if it looks like one).
+
+    Cheap checks only: existence, size, the file's magic bytes and, for zip archives (the format of
+    ``torch.save`` since PyTorch 1.6), the archive's directory and CRCs.
+    """
+    if not osp.exists(path):
+        return 'does not exist'
+    if osp.isdir(path):
+        return 'is a directory, not a checkpoint file'
+    size = osp.getsize(path)
+    if size == 0:
+        return 'is empty (0 bytes), as a run killed while saving it leaves it'
+    with open(path, 'rb') as f:
+        head = f.read(4)
+    if head.startswith(b'PK'):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError) as err:
+            return f'is truncated or corrupt ({size} bytes; the zip archive cannot be read: {err})'
+        if bad is not None:
+            return f'is corrupt ({size} bytes; member {bad} fails its CRC check)'
+        return None
+    if head[:1] == b'\x80':
+        return None  # a pickle: the legacy (pre-1.6) torch.save format
+    return (f'is not a PyTorch checkpoint ({size} bytes that are neither a zip archive written by '
+            'torch.save nor a pickle)')
+
+
+def _refusal_reason(err: BaseException) -> str:
+    """The unpickler's own reason from torch's long weights-only message, without its advice to
+    allow-list the global."""
+    text = str(err)
+    marker = 'WeightsUnpickler error:'
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    text = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    return text.split(' Please use `torch.serialization')[0].rstrip('. ')
+
+
+def load_checkpoint_file(path: str, map_location: Any = 'cpu') -> Any:
+    """``torch.load(path, weights_only=True)`` with the mmengine allow-list, and errors that say what
+    is wrong with the file.
+
+    Raises:
+        CheckpointLoadError: the file is missing, empty, truncated, not a checkpoint, or needs globals
+            outside the allow-list (the message then names the global).
+    """
+    problem = describe_file_problem(path)
+    if problem is not None:
+        raise CheckpointLoadError(f'Checkpoint {path} {problem}.')
+    try:
+        with mmengine_checkpoint_globals():
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointLoadError(
+            f'Checkpoint {path} was refused by the weights-only loader: {_refusal_reason(err)}. '
+            'Loading it would need a global outside the allow-list of tensors, containers and '
+            'mmengine data types, which could run code stored in the file.') from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise CheckpointLoadError(f'Checkpoint {path} cannot be read: {err}') from None
+
+
+def is_refused_by_allow_list(err: BaseException) -> bool:
+    """Whether ``err`` (from :func:`load_checkpoint_file`) is a weights-only refusal, i.e. the file is
+    a valid pickle that needs more globals, as opposed to a broken or foreign file."""
+    return isinstance(err, CheckpointLoadError) and 'refused by the weights-only loader' in str(err)
+
+
+def _load_from_local(filename: str, map_location: Any = None) -> Any:
+    """mmengine's loader of local checkpoint files, with :func:`load_checkpoint_file`'s checks."""
+    return load_checkpoint_file(osp.expanduser(filename), map_location=map_location)
+
+
+@contextmanager
+def safe_checkpoint_loading() -> Iterator[None]:
+    """:func:`mmengine_checkpoint_globals`, and mmengine's ``CheckpointLoader`` reading local files
+    with :func:`load_checkpoint_file`, inside the ``with`` block only."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    schemes = CheckpointLoader._schemes
+    previous = schemes.get('')
+    schemes[''] = _load_from_local
+    try:
+        with mmengine_checkpoint_globals():
+            yield
+    finally:
+        if previous is None:
+            schemes.pop('', None)
         else:
-            _REGISTERED.append(f'{item.__module__}.{item.__qualname__}')
-    return list(_REGISTERED)
+            schemes[''] = previous

@@ -306,13 +306,15 @@ def check_model_types(cfg) -> None:
         )
 
 
-def check_checkpoint_path(path: Optional[str], key: str) -> None:
+def check_checkpoint_path(path: Optional[str], key: str, pretrained: bool = False) -> None:
     """Check that a local checkpoint file exists.
 
     Args:
         path (str, optional): The checkpoint path; URLs and ``None`` pass.
         key (str): Where the path comes from (a CLI argument or config key),
             used in the error message.
+        pretrained (bool): The path is a backbone's ImageNet-pretrained
+            weights (``init_cfg.checkpoint``), not a file of tools/train.py.
     """
     if not path or _is_remote(path):
         return
@@ -321,6 +323,14 @@ def check_checkpoint_path(path: Optional[str], key: str) -> None:
             f'Checkpoint {path} (from {key}) is a directory; pass a .pth file '
             f'inside it, e.g. {osp.join(path, "epoch_12.pth")}, or the '
             f'checkpoint named in {osp.join(path, "last_checkpoint")}.')
+    if not osp.isfile(path) and pretrained:
+        raise ConfigCheckError(
+            f'ImageNet-pretrained backbone checkpoint {path} (from {key}) does '
+            'not exist. Download the official ImageNet weights of the backbone '
+            'and convert them with tools/model_converters/official2mmattn.py '
+            '(see configs/README.md, "Pretrained backbones"), pass another path '
+            f'with --cfg-options {key}=PATH, or train from scratch with '
+            '--cfg-options model.backbone.init_cfg=None.')
     if not osp.isfile(path):
         raise ConfigCheckError(
             f'Checkpoint file {path} (from {key}) does not exist. Pass the '
@@ -345,7 +355,8 @@ def check_config(cfg, mode: str = 'train') -> None:
         else None
     if isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained':
         check_checkpoint_path(
-            init_cfg.get('checkpoint'), 'model.backbone.init_cfg.checkpoint')
+            init_cfg.get('checkpoint'), 'model.backbone.init_cfg.checkpoint',
+            pretrained=True)
     if mode == 'train':
         splits = ['train']
         if cfg.get('val_cfg') and cfg.get('val_dataloader'):
@@ -354,3 +365,55 @@ def check_config(cfg, mode: str = 'train') -> None:
         check_checkpoint_path(cfg.get('load_from'), 'load_from')
     else:
         check_data(cfg, ['test'])
+
+
+def _checkpoint_number(path: str) -> Tuple[int, int]:
+    """Sort key of mmengine's checkpoint names: (epoch/iter number, mtime) for epoch_N.pth, iter_N.pth."""
+    import re
+    m = re.search(r'(\d+)\.pth$', osp.basename(path))
+    return (int(m.group(1)) if m else -1, int(osp.getmtime(path)))
+
+
+def previous_good_checkpoint(path: str) -> Optional[str]:
+    """The newest other ``.pth`` file next to ``path`` that is a readable checkpoint archive."""
+    from .checkpoint import describe_file_problem
+    folder = osp.dirname(osp.abspath(path))
+    candidates = [
+        osp.join(folder, name) for name in os.listdir(folder)
+        if name.endswith('.pth') and osp.join(folder, name) != osp.abspath(path)
+    ]
+    for candidate in sorted(candidates, key=_checkpoint_number, reverse=True):
+        if describe_file_problem(candidate) is None:
+            return candidate
+    return None
+
+
+def check_resume_checkpoint(path: Optional[str], key: str) -> None:
+    """Check that the checkpoint to resume from is a complete file.
+
+    A run killed while saving leaves an empty or truncated file, which mmengine reports as a bare
+    ``EOFError``. The message names the file and the newest good checkpoint next to it.
+    """
+    if not path or _is_remote(path):
+        return
+    check_checkpoint_path(path, key)
+    from .checkpoint import describe_file_problem
+    problem = describe_file_problem(path)
+    if problem is None:
+        return
+    previous = previous_good_checkpoint(path)
+    advice = (f'Resume from the previous good checkpoint instead: --resume {previous}'
+              if previous else 'No other complete checkpoint is next to it; train from the start')
+    raise ConfigCheckError(f'Checkpoint {path} (from {key}) {problem}. {advice}.')
+
+
+def check_auto_resume(work_dir: str) -> None:
+    """``--resume`` without a path resumes from the file named in ``<work_dir>/last_checkpoint``;
+    check that file like :func:`check_resume_checkpoint`."""
+    record = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(record):
+        return  # mmengine then trains from the start, and says so
+    with open(record) as f:
+        path = f.read().strip()
+    if path:
+        check_resume_checkpoint(path, f'--resume (named in {record})')

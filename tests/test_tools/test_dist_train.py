@@ -9,7 +9,7 @@ import torch
 import tools_helpers
 from tools_helpers import TOOLS_DIR, free_port
 
-from mmattn.utils import register_checkpoint_safe_globals
+from mmattn.utils import load_checkpoint_file
 
 # Fixtures shared by the tools tests.
 toy_data = tools_helpers.toy_data
@@ -54,9 +54,7 @@ def test_dist_train_and_test_two_cpu_processes(tiny_config, tmp_path):
     ], tmp_path)
     assert re.search(r'Epoch\(train\) +\[2\]\[1/1\]', log)
     assert 'coco/bbox_mAP' in log
-    register_checkpoint_safe_globals()
-    checkpoint = torch.load(
-        work_dir / 'epoch_2.pth', map_location='cpu', weights_only=True)
+    checkpoint = load_checkpoint_file(str(work_dir / 'epoch_2.pth'))
     assert checkpoint['meta']['iter'] == 2
 
     # The two validation images, one per rank, evaluated together on rank 0.

@@ -24,6 +24,7 @@ from mmdet.models.layers import ResLayer
 from mmdet.registry import MODELS
 
 from ...layers import get_attention_layer
+from ...utils.pretrained import check_pretrained
 from ...fused.recompute import recompute_bn_output
 
 AttentionCfg = Union[None, dict, Sequence[Optional[dict]]]
@@ -202,18 +203,28 @@ class AttentionResNet(ResNet):
         return {}
 
     def init_weights(self) -> None:
-        """mmdet's init; a local ``Pretrained`` checkpoint that does not exist fails first, saying how to
-        get it (instead of a bare 'can not be found' deep inside mmengine)."""
-        cfgs = self.init_cfg if isinstance(self.init_cfg, (list, tuple)) else [self.init_cfg]
-        for cfg in cfgs:
-            ckpt = cfg.get('checkpoint') if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained' else None
+        """mmdet's init, after checking a ``Pretrained`` checkpoint: a local file that does not exist
+        fails saying how to get it, and one that does not cover every tensor of this backbone with the
+        right shape fails with a summary (mmengine would load it partly, with a warning only), unless
+        ``init_cfg.allow_partial=True``."""
+        owner = type(self).__name__
+        cfgs = list(self.init_cfg) if isinstance(self.init_cfg, (list, tuple)) else [self.init_cfg]
+        for i, cfg in enumerate(cfgs):
+            if not (isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'):
+                continue
+            ckpt = cfg.get('checkpoint')
             if isinstance(ckpt, str) and '://' not in ckpt and not osp.isfile(ckpt):
                 raise FileNotFoundError(
-                    f'{type(self).__name__}: ImageNet checkpoint {ckpt!r} (init_cfg.checkpoint) does not exist '
-                    f'(cwd: {osp.abspath(".")}). Download the official weights and put them there (see '
-                    'configs/README.md, "Pretrained backbones"), or pass another path with '
-                    '--cfg-options model.backbone.init_cfg.checkpoint=PATH, or train from scratch with '
+                    f'{owner}: ImageNet-pretrained checkpoint {ckpt!r} (init_cfg.checkpoint) does not exist '
+                    f'(cwd: {osp.abspath(".")}). Download the official ImageNet weights of {owner} and convert '
+                    'them with tools/model_converters/official2mmattn.py (see configs/README.md, '
+                    '"Pretrained backbones"), pass another path with --cfg-options '
+                    'model.backbone.init_cfg.checkpoint=PATH, or train from scratch with '
                     'model.backbone.init_cfg=None.')
+            check_pretrained(self, cfg, owner)
+            # mmengine's PretrainedInit takes no allow_partial argument.
+            cfgs[i] = {k: v for k, v in cfg.items() if k != 'allow_partial'}
+        self.init_cfg = cfgs if isinstance(self.init_cfg, (list, tuple)) else cfgs[0]
         super().init_weights()
 
     @staticmethod

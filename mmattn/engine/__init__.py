@@ -1,0 +1,8 @@
+"""Training-loop hooks of mmattn, registered in ``mmdet.registry.HOOKS`` on import.
+
+:func:`add_default_hooks` adds them to a config; ``tools/train.py`` does so for every run.
+"""
+from .hooks import (NonFiniteCheckHook, NonFiniteTrainingError, RandomStateHook,
+                    add_default_hooks)
+
+__all__ = ['NonFiniteCheckHook', 'NonFiniteTrainingError', 'RandomStateHook', 'add_default_hooks']
