@@ -154,9 +154,17 @@ def _mask_to_annotation(mask: np.ndarray) -> Optional[dict]:
         bbox=[float(x0), float(y0), float(x1 - x0 + 1), float(y1 - y0 + 1)])
 
 
-def _render_image(rng: np.random.Generator, size: int, max_objects: int
-                  ) -> Tuple[np.ndarray, List[dict]]:
-    """One image (uint8 BGR) and its annotations without ids."""
+def render_scene(rng: np.random.Generator, size: int, max_objects: int
+                 ) -> Tuple[np.ndarray, List[dict]]:
+    """One image (uint8 BGR) and its shapes in drawing order.
+
+    Each shape is ``dict(category=int, mask=bool array (size, size),
+    area=int)``: ``category`` is a 1-based index into :data:`CATEGORIES`,
+    ``mask`` the part left visible by the shapes drawn after it (so the masks
+    are disjoint) and ``area`` the pixel count of the whole shape. The toy
+    COCO annotations and the toy semantic-segmentation label maps are both
+    made from these masks.
+    """
     img = _make_background(rng, size)
     num = int(rng.integers(1, max_objects + 1))
     shapes = []  # dicts of category, visible mask and full area
@@ -192,7 +200,13 @@ def _render_image(rng: np.random.Generator, size: int, max_objects: int
         img[mask] = (colour[None] * shade[mask])
     img += rng.normal(0, 8, img.shape).astype(np.float32)
     img = np.clip(img, 0, 255).astype(np.uint8)
+    return img, shapes
 
+
+def _render_image(rng: np.random.Generator, size: int, max_objects: int
+                  ) -> Tuple[np.ndarray, List[dict]]:
+    """One image (uint8 BGR) and its annotations without ids."""
+    img, shapes = render_scene(rng, size, max_objects)
     annotations = []
     for shape in shapes:
         ann = _mask_to_annotation(shape['mask'])
