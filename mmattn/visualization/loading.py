@@ -91,37 +91,22 @@ def to_input(image_bgr: np.ndarray, model: LoadedModel) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------- weights
-def _backbone_state_dict(path: str) -> dict:
-    """The backbone's tensors of checkpoint ``path``, loaded with ``torch.load(weights_only=True)``."""
-    from ..utils import check_checkpoint_path, register_checkpoint_safe_globals
-    check_checkpoint_path(path, 'checkpoint')
-    register_checkpoint_safe_globals()
-    ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise ValueError(f'checkpoint {path!r} holds no state dict (got {type(ckpt).__name__})')
-    state = {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
-    if any(k.startswith('backbone.') for k in state):  # a detector / segmentor checkpoint
-        state = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
-    return state
-
-
 def load_backbone_weights(backbone: nn.Module, path: str) -> None:
-    """Load checkpoint ``path`` into ``backbone``; every backbone key must be there.
+    """Load checkpoint ``path`` (weights only, never code) into ``backbone``.
 
-    An ImageNet classifier's ``fc.*`` is the only extra key accepted; anything else missing or left over
-    means a different architecture or layout, and fails naming the keys.
+    A detector's or segmentor's checkpoint gives its ``backbone.*`` tensors. Every backbone tensor must
+    be there with its shape (an ImageNet classifier's ``fc.*`` may be left over): drawing a partly random
+    backbone as if it were the trained one would mislead, so a partial checkpoint fails with a summary.
     """
-    state = _backbone_state_dict(path)
-    result = backbone.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if not k.endswith('num_batches_tracked')]
-    unexpected = [k for k in result.unexpected_keys if not k.startswith('fc.')]
-    if missing or unexpected:
-        raise ValueError(
-            f'checkpoint {path!r} does not fit {type(backbone).__name__}: {len(missing)} missing keys '
-            f'{missing[:5]}, {len(unexpected)} unexpected keys {unexpected[:5]}. Pass a checkpoint of this '
-            'architecture (a detector/segmentor trained with this config, or ImageNet weights converted with '
-            'tools/model_converters/)')
+    from ..utils.checkpoint import load_checkpoint_file
+    from ..utils.pretrained import check_coverage, extract_state_dict, select_prefix
+    state = extract_state_dict(load_checkpoint_file(path))
+    prefix = 'backbone.' if any(k.startswith('backbone.') for k in state) else None
+    state = select_prefix(state, prefix)
+    check_coverage(backbone.state_dict(), state, source=f'checkpoint {path}', prefix=prefix,
+                   opt_in='convert it or pass a checkpoint of this backbone (the visualizer draws fully '
+                   'loaded backbones only)')
+    backbone.load_state_dict(state, strict=False)
 
 
 def _local_pretrained(init_cfg) -> Optional[str]:

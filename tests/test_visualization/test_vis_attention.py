@@ -5,6 +5,7 @@ for every block forms the attention layer's input from the block's own convs and
 layer's ``attention_maps`` on it.
 """
 import os.path as osp
+import runpy
 import subprocess
 import sys
 
@@ -21,6 +22,7 @@ from mmattn.visualization.collect import select_layers
 from mmattn.visualization.loading import IMAGENET_MEAN, IMAGENET_STD
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TOOL = osp.join(ROOT, 'tools', 'visualization', 'vis_attention.py')
 SIZE = 64
 
 TINY = {
@@ -55,10 +57,11 @@ def image_path(tmp_path_factory):
     return path
 
 
-def reference_maps(backbone, image_path):
+def reference_maps(backbone, image_path, mean=IMAGENET_MEAN, std=IMAGENET_STD, bgr_to_rgb=True):
     """{layer name: attention_maps(input)} with the layer inputs rebuilt from the blocks' parts."""
-    rgb = cv2.imread(image_path)[..., ::-1].astype(np.float32)
-    x = torch.from_numpy((rgb - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)).permute(2, 0, 1)[None].float()
+    image = cv2.imread(image_path).astype(np.float32)
+    image = image[..., ::-1] if bgr_to_rgb else image
+    x = torch.from_numpy((image - np.array(mean)) / np.array(std)).permute(2, 0, 1)[None].float()
     out = {}
     with torch.no_grad():
         x = backbone.maxpool(backbone.relu(backbone.norm1(backbone.conv1(x))))
@@ -150,20 +153,83 @@ def test_blocks_selection_and_its_errors():
         select_layers(found, stages=[0, 5])
 
 
-def test_cli_bare_backbone(image_path, tmp_path):
-    tool = osp.join(ROOT, 'tools', 'visualization', 'vis_attention.py')
+TINY_CONFIG = """
+default_scope = 'mmdet'
+custom_imports = dict(imports=['mmattn.models'], allow_failed_imports=False)
+model = dict(
+    type='MaskRCNN',
+    data_preprocessor=dict(type='DetDataPreprocessor', mean=[10.0, 20.0, 30.0], std=[50.0, 60.0, 70.0],
+                           bgr_to_rgb=False),
+    backbone=dict(type='SAResNet', depth=50, base_channels=16, groups=8, init_cfg=None))
+"""
+
+
+@pytest.fixture(scope='module')
+def detector_files(tmp_path_factory):
+    """A tiny SA config and a detector checkpoint of it (backbone.* plus another module's tensors)."""
+    root = tmp_path_factory.mktemp('det')
+    (root / 'tiny_sa.py').write_text(TINY_CONFIG)
+    backbone = tiny_backbone('SAResNet', seed=1)
+    state = {f'backbone.{k}': v for k, v in backbone.state_dict().items()}
+    state['neck.conv.weight'] = torch.zeros(1)
+    torch.save({'state_dict': state, 'meta': {}}, root / 'tiny_sa.pth')
+    return str(root / 'tiny_sa.py'), str(root / 'tiny_sa.pth'), backbone
+
+
+def test_cli_config_and_checkpoint(image_path, detector_files, tmp_path):
+    config, checkpoint, trained = detector_files
     out = tmp_path / 'vis'
-    proc = subprocess.run([sys.executable, tool, '--backbone', 'SEResNet', '--depth', '18', image_path,
-                           '--out-dir', str(out), '--size', '48', '--blocks', 'layer2.1'],
+    proc = subprocess.run([sys.executable, TOOL, config, checkpoint, image_path, '--out-dir', str(out),
+                           '--size', str(SIZE), '--blocks', 'layer2.1', 'layer3.0'],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert 'random weights' in proc.stdout
-    files = sorted(p.name for p in (out / 'SEResNet-18' / 'shapes').iterdir())
-    assert files == ['gates.npz', 'overview.png', 'stage2_activation.png', 'stage2_channel.png', 'summary.json']
-    assert list(np.load(out / 'SEResNet-18' / 'shapes' / 'gates.npz')) == ['layer2/activation_mean',
-                                                                            'layer2.1.se/channel']
-    assert cv2.imread(str(out / 'SEResNet-18' / 'shapes' / 'stage2_activation.png')).shape == (48, 48, 3)
-    # a wrong first argument fails with the usage, not a traceback
-    proc = subprocess.run([sys.executable, tool, image_path, '--out-dir', str(out)], capture_output=True,
-                          text=True, cwd=ROOT, timeout=300)
-    assert proc.returncode == 2 and 'is not a config (.py)' in proc.stderr
+    assert f'tiny_sa: {checkpoint}' in proc.stdout
+    model_dir = out / 'tiny_sa' / 'shapes'
+    assert sorted(p.name for p in model_dir.iterdir()) == [
+        'gates.npz', 'overview.png', 'stage2_activation.png', 'stage2_channel.png', 'stage2_spatial.png',
+        'stage3_activation.png', 'stage3_channel.png', 'stage3_spatial.png', 'summary.json']
+    # the checkpoint's weights and the config's normalisation (BGR, its own mean/std)
+    expected = reference_maps(trained, image_path, mean=(10, 20, 30), std=(50, 60, 70), bgr_to_rgb=False)
+    saved = np.load(model_dir / 'gates.npz')
+    for layer in ('layer2.1.sa', 'layer3.0.sa'):
+        for key in ('channel', 'spatial'):
+            np.testing.assert_allclose(saved[f'{layer}/{key}'], expected[layer][key][0].numpy(), rtol=1e-5,
+                                       atol=1e-6)
+    assert cv2.imread(str(model_dir / 'stage3_spatial.png')).shape == (SIZE, SIZE, 3)
+
+
+def test_wrong_inputs_fail_with_a_message(image_path, detector_files, tmp_path, capsys):
+    from mmattn.utils.pretrained import PartialCheckpointError
+    from mmattn.visualization import build_model
+    config, checkpoint, _ = detector_files
+    main = runpy.run_path(TOOL)['main']
+    with pytest.raises(SystemExit) as exc:
+        main([image_path, '--out-dir', str(tmp_path)])
+    assert exc.value.code == 2 and 'is not a config (.py)' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(['--backbone', 'SEResNet', image_path, '--compare', 'SAResNet', '--out-dir', str(tmp_path)])
+    assert 'not both' in capsys.readouterr().err
+    with pytest.raises(ValueError, match="'SAResnet' is not a registered ResNet-style backbone.*SAResNet"):
+        build_model('SAResnet')
+    # an SE-ResNet's weights do not fit the SA config: refused, not drawn half random
+    se = MODELS.build(dict(type='SEResNet', depth=50, base_channels=16))
+    torch.save({'state_dict': se.state_dict()}, tmp_path / 'se.pth')
+    with pytest.raises(PartialCheckpointError, match='does not cover the model'):
+        build_model(config, str(tmp_path / 'se.pth'))
+
+
+def test_bare_backbone_default_widths_and_imagenet_checkpoint(tmp_path):
+    from mmattn.visualization import build_model
+    from mmattn.visualization.loading import RANDOM_WEIGHTS
+    model = build_model('SEResNet', depth=18)
+    assert (model.label, model.weights, model.mean, model.bgr_to_rgb) == \
+        ('SEResNet-18', RANDOM_WEIGHTS, IMAGENET_MEAN, True)
+    assert model.backbone.layer4[0].se.in_channels == 512 and not model.backbone.training
+    # an ImageNet checkpoint (the classifier's fc.* is left over) loads every backbone tensor
+    state = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in model.backbone.state_dict().items()}
+    state['fc.weight'] = torch.zeros(1000, 512)
+    torch.save(state, tmp_path / 'imagenet.pth')
+    loaded = build_model('SEResNet', str(tmp_path / 'imagenet.pth'), depth=18)
+    assert loaded.weights == str(tmp_path / 'imagenet.pth')
+    for key, value in loaded.backbone.state_dict().items():
+        assert torch.equal(value, state[key]), key
