@@ -125,9 +125,9 @@ def mmengine_checkpoint_globals() -> Iterator[None]:
         for key, value in list(table.items()):
             if before.get(key) is value:
                 continue
-            if key in HISTORY_BUFFER_STATISTICS and value is getattr(HistoryBuffer, key):
-                continue
-            if key in before:
+            if key in HISTORY_BUFFER_STATISTICS:
+                table[key] = getattr(HistoryBuffer, key)
+            elif key in before:
                 table[key] = before[key]
             else:
                 del table[key]

@@ -1,0 +1,116 @@
+"""Crafted checkpoints are refused by every loading path, and none runs its payload.
+
+The paths: mmattn's loader (tools/test.py's checkpoint, the converters), mmengine's loader inside the
+tools (``--resume``, ``load_from``, ``init_cfg=Pretrained``), tools/test.py, and the converter scripts
+official2mmattn.py and publish_model.py without ``--trust-source``.
+"""
+import importlib.util
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+from crafted import StatisticsRedirect, attribute_walk, payloads, touch_code, write
+from mmengine.logging.history_buffer import HistoryBuffer
+
+from mmattn.utils import CheckpointLoadError, load_checkpoint_file, mmengine_checkpoint_globals
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.append(osp.join(REPO, 'tests', 'test_tools'))
+import tools_helpers  # noqa: E402
+
+toy_data = tools_helpers.toy_data
+tiny_config = tools_helpers.tiny_config
+
+PLACES = ('meta', 'message_hub', 'optimizer')
+
+
+@pytest.mark.parametrize('where', PLACES)
+@pytest.mark.parametrize('name', sorted(payloads('x')))
+def test_loader_refuses(name, where, tmp_path):
+    marker = tmp_path / 'ran'
+    path = write(tmp_path / 'crafted.pth', payloads(str(marker))[name], where)
+    with pytest.raises(CheckpointLoadError, match='refused by the weights-only loader'):
+        load_checkpoint_file(path)
+    # mmengine's own torch.load call inside the tools' scope.
+    with mmengine_checkpoint_globals(), pytest.raises(Exception):
+        torch.load(path, map_location='cpu')
+    assert not marker.exists()
+
+
+def test_attribute_walk_would_run_with_getattr_allow_listed(tmp_path):
+    """The gadget is real: with ``builtins.getattr`` allow-listed (mmattn's old list) it runs."""
+    marker = tmp_path / 'ran'
+    path = write(tmp_path / 'crafted.pth', attribute_walk(touch_code(str(marker))))
+    code = ('import sys, torch\n'
+            'from mmengine.logging.history_buffer import HistoryBuffer\n'
+            'with torch.serialization.safe_globals([getattr, HistoryBuffer]):\n'
+            '    try:\n'
+            '        torch.load(sys.argv[1])\n'
+            '    except Exception:\n'
+            '        pass\n')
+    subprocess.run([sys.executable, '-c', code, path], check=True, capture_output=True)
+    assert marker.exists()
+
+
+def test_statistics_table_is_restored(tmp_path):
+    path = write(tmp_path / 'redirect.pth', StatisticsRedirect(), 'message_hub')
+    load_checkpoint_file(path)
+    assert HistoryBuffer._statistics_methods['min'] is HistoryBuffer.min
+    assert HistoryBuffer([3., 1.], [1, 1]).statistics('min') == 1.
+
+
+def _load_tool(name):
+    spec = importlib.util.spec_from_file_location(f'mmattn_tools_{name}', osp.join(REPO, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def tools():
+    return {name: _load_tool(name) for name in ('train', 'test')}
+
+
+def _exit_message(tool, argv, monkeypatch, cwd):
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, 'argv', [tool.__file__] + argv)
+    with pytest.raises(SystemExit) as excinfo:
+        tool.main()
+    return str(excinfo.value.code)
+
+
+@pytest.mark.parametrize('path_kind', ['resume', 'load_from', 'pretrained', 'test', 'test_partial'])
+def test_tools_refuse(path_kind, tools, tiny_config, monkeypatch, tmp_path):
+    marker = tmp_path / 'ran'
+    ckpt = write(tmp_path / 'crafted.pth', attribute_walk(touch_code(str(marker))), 'message_hub')
+    work = ['--work-dir', str(tmp_path / 'work')]
+    if path_kind == 'resume':
+        argv = [tiny_config, '--resume', ckpt] + work
+    elif path_kind == 'load_from':
+        argv = [tiny_config, '--cfg-options', f'load_from={ckpt}'] + work
+    elif path_kind == 'pretrained':
+        config = tmp_path / 'pretrained.py'
+        config.write_text(f'_base_ = {tiny_config!r}\n'
+                          f"model = dict(backbone=dict(init_cfg=dict(_delete_=True, type='Pretrained', checkpoint={ckpt!r})))\n")
+        argv = [str(config)] + work
+    else:
+        argv = [tiny_config, ckpt] + work + (['--allow-partial-checkpoint'] if path_kind == 'test_partial' else [])
+    tool = tools['test' if path_kind.startswith('test') else 'train']
+    msg = _exit_message(tool, argv, monkeypatch, tmp_path)
+    assert 'refused by the weights-only loader' in msg and ckpt in msg, msg
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize('script', ['official2mmattn.py', 'publish_model.py'])
+def test_converters_refuse(script, tmp_path):
+    marker = tmp_path / 'ran'
+    ckpt = write(tmp_path / 'crafted.pth', attribute_walk(touch_code(str(marker))), 'meta')
+    result = subprocess.run(
+        [sys.executable, osp.join(REPO, 'tools', 'model_converters', script), ckpt, str(tmp_path / 'out.pth')],
+        capture_output=True, text=True, cwd=str(tmp_path))
+    assert result.returncode != 0
+    assert 'refused by the weights-only loader' in result.stderr
+    assert '--trust-source' in result.stderr
+    assert not marker.exists()
