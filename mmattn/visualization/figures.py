@@ -5,7 +5,7 @@ map, JET colours) and labelled with ``Visualizer.draw_texts``; channel gates and
 matplotlib plots on a fixed 0-1 colour scale (every gate is a sigmoid or a softmax), so figures of two
 backbones compare value for value.
 """
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -41,6 +41,9 @@ def overlay(featmap: torch.Tensor, image_rgb: np.ndarray, alpha: float = 0.5) ->
     featmap = featmap.float().mean(0, keepdim=True)
     if featmap.shape[-2:] != image_rgb.shape[:2]:
         featmap = F.interpolate(featmap[None], image_rgb.shape[:2], mode='bilinear', align_corners=False)[0]
+    if _is_constant(featmap):
+        # min-max normalisation would blow rounding noise of a constant gate up to the full colour range
+        featmap = torch.zeros_like(featmap)
     return Visualizer.draw_featmap(featmap, image_rgb, channel_reduction='squeeze_mean', alpha=alpha)
 
 
@@ -60,8 +63,13 @@ def labelled_row(tiles: Sequence[np.ndarray], labels: Sequence[str], gap: int = 
     return vis.get_image()
 
 
+def _is_constant(t: torch.Tensor) -> bool:
+    """Equal up to float32 rounding (e.g. SA's gates at their initialisation, sigmoid(1) everywhere)."""
+    return float(t.max() - t.min()) <= 1e-5 * float(t.abs().max())
+
+
 def _range(t) -> str:
-    return f'{float(t.min()):.2f}-{float(t.max()):.2f}'
+    return f'const {float(t.mean()):.2f}' if _is_constant(t) else f'{float(t.min()):.2f}-{float(t.max()):.2f}'
 
 
 def stage_activation(record: AttentionRecord, stage: int, image_rgb: np.ndarray) -> np.ndarray:
@@ -196,6 +204,15 @@ def compare_figure(rows: Sequence[Tuple[str, AttentionRecord]], image_rgb: np.nd
         cax = fig.add_axes((0.975, 0.15, 0.008, 0.7))
         fig.colorbar(strip_image, cax=cax)
         cax.tick_params(labelsize=6)
-    fig.savefig(path)
+    _save_palette(fig, path)
     plt.close(fig)
     return drawn
+
+
+def _save_palette(fig, path: str) -> None:
+    """Save ``fig`` as a 256-colour PNG: the noisy heat maps make a true-colour grid of six backbones
+    over half a megabyte, the palette about a quarter of that (the exact values are in gates.npz)."""
+    from PIL import Image
+    fig.canvas.draw()
+    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
+    Image.fromarray(rgb).quantize(256, dither=Image.Dither.NONE).save(path, optimize=True)

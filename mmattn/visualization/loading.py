@@ -131,8 +131,9 @@ def _registry(scope: str):
                           'configs: pip install "mmsegmentation==1.2.2")') from None
 
 
-def build_named_backbone(name: str, depth: int = 50, checkpoint: Optional[str] = None) -> LoadedModel:
-    """A registered backbone (mmdet registry, e.g. ``'SAResNet'``) with default widths."""
+def build_named_backbone(name: str, depth: int = 50, checkpoint: Optional[str] = None, seed: int = 0) -> LoadedModel:
+    """A registered backbone (mmdet registry, e.g. ``'SAResNet'``) with default widths; random weights
+    are drawn from ``seed``."""
     from ..utils.config_check import mmattn_backbones
     models = _registry('mmdet')
     cls = models.get(name)
@@ -141,6 +142,7 @@ def build_named_backbone(name: str, depth: int = 50, checkpoint: Optional[str] =
                          f'{", ".join(mmattn_backbones())} (or mmdet\'s ResNet); or pass a config file (.py)')
     if depth not in cls.arch_settings:
         raise ValueError(f'{name}: depth {depth} not available; depths: {sorted(cls.arch_settings)}')
+    torch.manual_seed(seed)
     backbone = models.build(dict(type=name, depth=depth))
     model = LoadedModel(label=f'{name}-{depth}', backbone=backbone)
     if checkpoint is not None:
@@ -150,9 +152,10 @@ def build_named_backbone(name: str, depth: int = 50, checkpoint: Optional[str] =
     return model
 
 
-def build_config_backbone(config: str, checkpoint: Optional[str] = None,
-                          cfg_options: Optional[dict] = None) -> LoadedModel:
-    """``model.backbone`` of an mmdet (or mmseg) config, normalised as its ``model.data_preprocessor``."""
+def build_config_backbone(config: str, checkpoint: Optional[str] = None, cfg_options: Optional[dict] = None,
+                          seed: int = 0) -> LoadedModel:
+    """``model.backbone`` of an mmdet (or mmseg) config, normalised as its ``model.data_preprocessor``;
+    random weights are drawn from ``seed``."""
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     if not osp.isfile(config):
@@ -166,6 +169,7 @@ def build_config_backbone(config: str, checkpoint: Optional[str] = None,
     scope = cfg.get('default_scope', 'mmdet')
     models = _registry(scope)
     init_default_scope(scope)
+    torch.manual_seed(seed)
     backbone = models.build(model_cfg['backbone'])
     model = LoadedModel(label=osp.splitext(osp.basename(config))[0], backbone=backbone)
     pre = model_cfg.get('data_preprocessor') or {}
@@ -185,11 +189,12 @@ def build_config_backbone(config: str, checkpoint: Optional[str] = None,
 
 
 def build_model(source: str, checkpoint: Optional[str] = None, depth: int = 50,
-                cfg_options: Optional[dict] = None) -> LoadedModel:
-    """A config file (ends with ``.py``) or a registered backbone name, with optional weights."""
+                cfg_options: Optional[dict] = None, seed: int = 0) -> LoadedModel:
+    """A config file (ends with ``.py``) or a registered backbone name, with optional weights (random
+    weights are drawn from ``seed``, so a figure of an untrained model is reproducible)."""
     if str(source).endswith('.py'):
-        return build_config_backbone(source, checkpoint, cfg_options)
-    return build_named_backbone(source, depth, checkpoint)
+        return build_config_backbone(source, checkpoint, cfg_options, seed)
+    return build_named_backbone(source, depth, checkpoint, seed)
 
 
 def unique_labels(labels: Sequence[str]) -> list:

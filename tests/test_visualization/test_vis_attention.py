@@ -233,3 +233,17 @@ def test_bare_backbone_default_widths_and_imagenet_checkpoint(tmp_path):
     assert loaded.weights == str(tmp_path / 'imagenet.pth')
     for key, value in loaded.backbone.state_dict().items():
         assert torch.equal(value, state[key]), key
+
+
+def test_constant_gate_is_drawn_flat():
+    """A gate that is constant up to rounding (SA and SGE at their init) must not be stretched into a
+    pattern by the heat map's min-max normalisation."""
+    from mmattn.visualization.figures import overlay
+    image = np.full((16, 16, 3), 128, np.uint8)
+    gate = torch.full((1, 4, 4), 0.7310586)
+    gate[0, 1, 2] = 0.7310585
+    drawn = overlay(gate, image)
+    assert (drawn == drawn[0, 0]).all()
+    gate[0, 1, 2] = 0.5
+    drawn = overlay(gate, image)
+    assert not (drawn == drawn[0, 0]).all()

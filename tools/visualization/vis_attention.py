@@ -32,6 +32,7 @@ def parse_args(argv=None):
     parser.add_argument('--compare', nargs='+', metavar='CONFIG_OR_BACKBONE[=CHECKPOINT]',
                         help='several models, each a config or a backbone name, optionally =CHECKPOINT; '
                         'writes one figure per image with a row per model')
+    parser.add_argument('--seed', type=int, default=0, help='seed of random weights (default 0)')
     parser.add_argument('--size', type=int, default=224, help='longer image side in pixels (default 224)')
     parser.add_argument('--stages', type=int, nargs='+', help='stages to draw, from 1 (default all)')
     parser.add_argument('--blocks', nargs='+', help='blocks to draw, as in the state dict: layer3.5 ...')
@@ -77,7 +78,8 @@ def main(argv=None):
     sources, images = resolve(parser, args)
     from mmattn.visualization import build_model, visualize_attention
     from mmattn.visualization.loading import RANDOM_WEIGHTS
-    models = [build_model(source, checkpoint, args.depth, args.cfg_options) for source, checkpoint in sources]
+    models = [build_model(source, checkpoint, args.depth, args.cfg_options, args.seed)
+              for source, checkpoint in sources]
     for model in models:
         print(f'{model.label}: {model.weights}')
     if any(model.weights == RANDOM_WEIGHTS for model in models):
