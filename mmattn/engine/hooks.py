@@ -20,7 +20,7 @@ import torch
 from mmdet.engine.hooks import CheckInvalidLossHook
 from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
-from mmengine.runner import BaseLoop
+from mmengine.runner import BaseLoop, EpochBasedTrainLoop
 
 
 class NonFiniteTrainingError(RuntimeError):
@@ -56,7 +56,7 @@ class NonFiniteCheckHook(CheckInvalidLossHook):
 
     def _where(self, runner) -> str:
         where = f'iteration {runner.iter + 1}'
-        if hasattr(runner.train_loop, 'max_epochs'):
+        if isinstance(runner.train_loop, EpochBasedTrainLoop):
             where += f' (epoch {runner.epoch + 1})'
         return where
 
@@ -73,10 +73,9 @@ class NonFiniteCheckHook(CheckInvalidLossHook):
             return
         terms = {k: _as_float(v) for k, v in (outputs or {}).items()}
         terms = {k: v for k, v in terms.items() if v is not None}
-        bad = [k for k, v in terms.items() if not np.isfinite(v)]
-        if bad:
-            shown = ', '.join(f'{k}={terms[k]}' for k in terms if k == 'loss' or 'loss' in k)
-            self._fail(runner, f'the loss is not finite ({", ".join(bad)} non-finite; {shown})')
+        if any(not np.isfinite(v) for v in terms.values()):
+            shown = ', '.join(f'{k}={v:.4g}' for k, v in terms.items() if 'loss' in k)
+            self._fail(runner, f'the loss is not finite ({shown})')
         hub = runner.message_hub
         if 'train/grad_norm' in hub.log_scalars:
             grad_norm = float(hub.get_scalar('train/grad_norm').current())
