@@ -84,10 +84,8 @@ class ShuffleAttention(nn.Module):
         return {'channel': channel.reshape(b, c // 2, 1, 1), 'spatial': spatial.reshape(b, c // 2, h, w)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
         gates = self.attention_maps(x)
         x0, x1 = self._branches(x)
-        half = c // (2 * self.groups)
-        out = torch.cat([x0 * gates['channel'].reshape(b * self.groups, half, 1, 1),
-                         x1 * gates['spatial'].reshape(b * self.groups, half, h, w)], dim=1)
-        return channel_shuffle(out.reshape(b, c, h, w), 2)
+        out = torch.cat([x0 * gates['channel'].reshape(*x0.shape[:2], 1, 1), x1 * gates['spatial'].reshape(x1.shape)],
+                        dim=1)
+        return channel_shuffle(out.reshape(x.shape), 2)
