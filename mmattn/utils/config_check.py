@@ -175,18 +175,142 @@ def _check_images(dataset_cfg: dict, data: dict, path: str, key: str):
             'from the annotation file. ' + _data_hint(img_dir))
 
 
-def check_dataset(dataset_cfg: dict, key: str) -> None:
-    """Check the annotation file and images of one dataset config.
+class DataWarning(UserWarning):
+    """Annotations that mmdet drops without a word (reported with their ids)."""
+
+
+def _ids(anns: List[dict]) -> str:
+    ids = ', '.join(str(a.get('id')) for a in anns[:_MAX_LISTED])
+    return ids + (', ...' if len(anns) > _MAX_LISTED else '')
+
+
+def _loads_masks(dataset_cfg: dict) -> bool:
+    return any(
+        isinstance(t, dict) and 'LoadAnnotations' in str(t.get('type', ''))
+        and t.get('with_mask') for t in dataset_cfg.get('pipeline') or [])
+
+
+def _box_problem(ann: dict, img: dict) -> str:
+    """Why mmdet's CocoDataset drops a box (its rules, in words)."""
+    x1, y1, w, h = ann['bbox']
+    if w < 1 or h < 1:
+        return 'width or height below 1 pixel'
+    if ann.get('area', 1) <= 0:
+        return 'area <= 0'
+    return f'outside the {img.get("width")} x {img.get("height")} image'
+
+
+def _mmdet_keeps(cat_ids: List[int]):
+    """``keeps(ann, img)``: whether mmdet's ``CocoDataset.parse_data_info``
+    keeps the annotation (its own code decides)."""
+    from types import SimpleNamespace
+
+    from mmdet.datasets import CocoDataset
+    fake = SimpleNamespace(
+        data_prefix=dict(img=''), seg_map_suffix='.png', return_classes=False,
+        metainfo={}, cat_ids=cat_ids,
+        cat2label={c: i for i, c in enumerate(cat_ids)})
+
+    def keeps(ann: dict, img: dict) -> bool:
+        raw = dict(raw_img_info=dict(img, img_id=img['id']), raw_ann_info=[ann])
+        return bool(CocoDataset.parse_data_info(fake, raw)['instances'])
+
+    return keeps
+
+
+def _segmentation_problem(segm) -> Optional[str]:
+    if isinstance(segm, dict):
+        return None if {'counts', 'size'} <= segm.keys() else \
+            'an RLE dict without "counts" and "size"'
+    if not isinstance(segm, list) or not segm:
+        return 'empty' if segm in (None, [], {}) else f'a {type(segm).__name__}'
+    for poly in segm:
+        if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2:
+            return ('a polygon with fewer than 3 points or an odd number of '
+                    'coordinates')
+    return None
+
+
+def _check_instances(dataset_cfg: dict, data: dict, path: str, key: str,
+                     split: str, needs_gt: bool) -> None:
+    """Name the annotations that mmdet would drop silently or choke on."""
+    if not data['annotations']:
+        if split == 'train' or needs_gt:
+            use = ('training has no ground truth' if split == 'train' else
+                   'the evaluator has no ground truth to compare with')
+            raise ConfigCheckError(
+                f'Annotation file {path} (from {key}) has "annotations": [] '
+                f'({len(data["images"])} images): {use}. Point {key}.ann_file '
+                'at the annotated file of this split. ' + _data_hint(path))
+        return
+    images = {img['id']: img for img in data['images']}
+    for img in data['images']:
+        if 'width' not in img or 'height' not in img:
+            raise ConfigCheckError(
+                f'Annotation file {path}: image id={img["id"]} '
+                f'({img["file_name"]}) has no "width" and "height"; mmdet '
+                'needs both. ' + _data_hint(path))
+    classes = ((dataset_cfg.get('metainfo') or {}).get('classes'))
+    cat_ids = [c['id'] for c in data['categories']
+               if not classes or c['name'] in classes]
+    in_classes = [a for a in data['annotations']
+                  if a['category_id'] in cat_ids and not a.get('ignore')]
+    dropped, kept = [], []
+    keeps = _mmdet_keeps(cat_ids)
+    for ann in in_classes:
+        (kept if keeps(ann, images[ann['image_id']]) else dropped).append(ann)
+    if dropped:
+        reasons: dict = {}
+        for ann in dropped:
+            reasons.setdefault(_box_problem(ann, images[ann['image_id']]),
+                               []).append(ann)
+        detail = '; '.join(f'{len(a)} {why} (ids {_ids(a)})'
+                           for why, a in reasons.items())
+        message = (f'{path} (from {key}): {len(dropped)} of {len(in_classes)} '
+                   f'boxes are invalid and dropped by mmdet: {detail}.')
+        if not kept:
+            raise ConfigCheckError(
+                message + ' No valid instance is left, so there is nothing '
+                'to learn from (or evaluate against). Fix the boxes: COCO '
+                'boxes are [x, y, width, height] in pixels inside the image. ' +
+                _data_hint(path))
+        import warnings
+        warnings.warn(message, DataWarning, stacklevel=3)
+    if _loads_masks(dataset_cfg):
+        bad = [(a, _segmentation_problem(a.get('segmentation'))) for a in kept]
+        bad = [(a, why) for a, why in bad if why]
+        if bad:
+            raise ConfigCheckError(
+                f'{path} (from {key}): {len(bad)} annotations have no usable '
+                f'segmentation although the pipeline loads masks '
+                f'(with_mask=True): ids {_ids([a for a, _ in bad])} (first: '
+                f'{bad[0][1]}). Give each a polygon list [[x1, y1, x2, y2, '
+                'x3, y3, ...]] or an RLE dict, remove them, or load boxes '
+                'only. ' + _data_hint(path))
+
+
+def check_dataset(dataset_cfg: dict, key: str, split: str = 'train',
+                  needs_gt: bool = True) -> List[Tuple[str, dict]]:
+    """Check the annotation file, images and instances of one dataset config.
 
     Args:
         dataset_cfg (dict): A dataset config with ``ann_file``; wrappers
             (``dataset``/``datasets`` keys) are unwrapped.
         key (str): Where the config lives, e.g. ``train_dataloader.dataset``,
             used in error messages.
+        split (str): ``'train'``, ``'val'`` or ``'test'``.
+        needs_gt (bool): Whether an evaluator compares with the annotations
+            (an evaluation split without annotations is then an error).
+
+    Returns:
+        list[tuple[str, dict]]: ``(path, data)`` of each annotation file
+        that was parsed.
 
     Raises:
-        ConfigCheckError: If a file is missing or malformed.
+        ConfigCheckError: If a file is missing or malformed, or no instance
+            is valid.
     """
+    parsed = []
     for ds_cfg, ds_key in _iter_datasets(dataset_cfg, key):
         if ds_cfg.get('backend_args'):
             continue  # a remote file backend; cannot check locally
@@ -204,21 +328,60 @@ def check_dataset(dataset_cfg: dict, key: str) -> None:
         _check_coco_dict(data, ann_file, ds_key)
         _check_classes(ds_cfg, data, ann_file, ds_key)
         _check_images(ds_cfg, data, ann_file, ds_key)
+        _check_instances(ds_cfg, data, ann_file, ds_key, split, needs_gt)
+        parsed.append((ann_file, data))
+    return parsed
 
 
-def _check_evaluator(evaluator_cfg, key: str) -> None:
+def _metrics(evaluator_cfg) -> list:
     metrics = evaluator_cfg if isinstance(evaluator_cfg, (list, tuple)) \
         else [evaluator_cfg]
+    return [m for m in metrics if isinstance(m, dict)]
+
+
+def _image_contents(data: dict) -> dict:
+    """image id -> (file name, sorted boxes) of a COCO dict."""
+    boxes: dict = {}
+    for ann in data.get('annotations') or []:
+        if isinstance(ann, dict):
+            boxes.setdefault(ann.get('image_id'), []).append(
+                tuple(ann.get('bbox') or ()))
+    return {img.get('id'): (img.get('file_name'), sorted(boxes.get(img.get('id'), [])))
+            for img in data.get('images') or [] if isinstance(img, dict)}
+
+
+def _check_evaluator(evaluator_cfg, key: str,
+                     datasets: Sequence[Tuple[str, dict]] = ()) -> None:
+    metrics = _metrics(evaluator_cfg)
     for i, metric in enumerate(metrics):
-        if not isinstance(metric, dict):
-            continue
+        where = key if len(metrics) == 1 else f'{key}[{i}]'
         ann_file = metric.get('ann_file')
-        if ann_file and not _is_remote(ann_file) and \
-                not osp.isfile(ann_file):
-            where = key if len(metrics) == 1 else f'{key}[{i}]'
+        if not ann_file or _is_remote(ann_file):
+            continue
+        if not osp.isfile(ann_file):
             raise ConfigCheckError(
                 f'Annotation file {ann_file} (from {where}.ann_file) does not '
                 'exist. ' + _data_hint(ann_file))
+        if len(datasets) != 1 or metric.get('format_only'):
+            continue
+        data_file, data = datasets[0]
+        if osp.realpath(data_file) == osp.realpath(ann_file) or \
+                osp.getsize(ann_file) > DEEP_CHECK_MAX_BYTES:
+            continue
+        truth = _load_json(ann_file, f'{where}.ann_file')
+        ours, theirs = _image_contents(data), _image_contents(truth)
+        differ = [img for img in data['images']
+                  if theirs.get(img['id']) != ours[img['id']]]
+        if differ:
+            first = differ[0]
+            raise ConfigCheckError(
+                f'{where}.ann_file {ann_file} does not describe the images '
+                f'being evaluated ({data_file}): {len(differ)} of '
+                f'{len(data["images"])} of them are missing from it or have '
+                f'other file names or boxes there (first: id={first["id"]} '
+                f'{first["file_name"]}), so the metric would compare with the '
+                'wrong ground truth. Point both at the same file, e.g. '
+                f'--cfg-options {where}.ann_file={data_file}')
 
 
 def check_data(cfg, splits: Sequence[str] = ('train', 'val')) -> None:
@@ -233,10 +396,13 @@ def check_data(cfg, splits: Sequence[str] = ('train', 'val')) -> None:
         loader = cfg.get(f'{split}_dataloader')
         if not loader or not loader.get('dataset'):
             continue
-        check_dataset(loader['dataset'], f'{split}_dataloader.dataset')
         evaluator = cfg.get(f'{split}_evaluator')
+        metrics = _metrics(evaluator) if evaluator else []
+        needs_gt = any(not m.get('format_only') for m in metrics)
+        parsed = check_dataset(loader['dataset'], f'{split}_dataloader.dataset',
+                               split, needs_gt)
         if evaluator:
-            _check_evaluator(evaluator, f'{split}_evaluator')
+            _check_evaluator(evaluator, f'{split}_evaluator', parsed)
 
 
 def _iter_model_types(model_cfg: dict, key: str

@@ -154,3 +154,67 @@ def test_classes_not_in_annotation_file(tools_train, tiny_config,
 def test_amp_without_gpu(tools_train, tiny_config, monkeypatch, tmp_path):
     msg = _error(tools_train, [tiny_config, '--amp'], monkeypatch, tmp_path)
     assert '--amp needs a CUDA GPU' in msg
+
+
+def test_non_finite_loss_stops_training(tools_train, tiny_config, monkeypatch,
+                                        tmp_path):
+    work_dir = tmp_path / 'work'
+    msg = _error(tools_train, [
+        tiny_config, '--work-dir',
+        str(work_dir), '--cfg-options',
+        'model.rpn_head.loss_cls.loss_weight=nan'
+    ], monkeypatch, tmp_path)
+    assert 'Training stopped at iteration 1 (epoch 1): the loss is not ' \
+        'finite (loss=nan, loss_rpn_cls=nan' in msg
+    assert not (work_dir / 'epoch_1.pth').exists()
+
+
+@pytest.mark.parametrize('damage', ['empty', 'truncated', 'random'])
+def test_broken_resume_checkpoint_names_previous(tools_train, tiny_config,
+                                                 monkeypatch, tmp_path,
+                                                 damage):
+    good = tmp_path / 'epoch_1.pth'
+    torch.save({'state_dict': {'w': torch.zeros(1000)}}, good)
+    broken = tmp_path / 'epoch_2.pth'
+    content = good.read_bytes()
+    broken.write_bytes({
+        'empty': b'',
+        'truncated': content[:len(content) // 2],
+        'random': bytes(range(256)) * 4
+    }[damage])
+    msg = _error(tools_train, [tiny_config, '--resume',
+                               str(broken)], monkeypatch, tmp_path)
+    expected = {
+        'empty': 'is empty (0 bytes)',
+        'truncated': 'is truncated or corrupt',
+        'random': 'is not a PyTorch checkpoint'
+    }[damage]
+    assert f'{broken} (from --resume) {expected}' in msg
+    assert f'--resume {good}' in msg
+    # Auto-resume reads the file named in last_checkpoint.
+    (tmp_path / 'last_checkpoint').write_text(str(broken))
+    msg = _error(tools_train, [tiny_config, '--resume', '--work-dir',
+                               str(tmp_path)], monkeypatch, tmp_path)
+    assert str(broken) in msg and expected in msg
+
+
+def test_missing_pretrained_names_imagenet_weights(tools_train, tiny_config,
+                                                   monkeypatch, tmp_path):
+    config = tmp_path / 'pretrained.py'
+    config.write_text(
+        f'_base_ = {tiny_config!r}\n'
+        "model = dict(backbone=dict(init_cfg=dict(_delete_=True, "
+        "type='Pretrained', checkpoint='no/se_r50.pth')))\n")
+    msg = _error(tools_train, [str(config)], monkeypatch, tmp_path)
+    assert 'ImageNet-pretrained backbone checkpoint no/se_r50.pth' in msg
+    assert 'official2mmattn.py' in msg and 'init_cfg=None' in msg
+    assert 'tools/train.py' not in msg
+
+
+def test_other_configs_checkpoint_refused_by_test(tools_test, tiny_config,
+                                                  monkeypatch, tmp_path):
+    empty = tmp_path / 'empty.pth'
+    torch.save({'state_dict': {}, 'meta': {}}, empty)
+    msg = _error(tools_test, [tiny_config, str(empty)], monkeypatch, tmp_path)
+    assert f'Checkpoint {empty} does not cover the model: 0 of' in msg
+    assert '--allow-partial-checkpoint' in msg
