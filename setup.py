@@ -82,10 +82,11 @@ if __name__ == '__main__':
         name='mmattn',
         version=get_version(),
         description='CNN attention modules (SE, ECA, SA, PSA/EPSANet, CBAM, '
-        'SGE) as MMDetection 3.x backbones',
+        'SGE) as MMDetection 3.x and MMSegmentation 1.x backbones',
         long_description=readme(),
         long_description_content_type='text/markdown',
-        keywords='computer vision, object detection, attention, mmdetection',
+        keywords='computer vision, object detection, semantic segmentation, attention, '
+        'mmdetection, mmsegmentation',
         packages=find_packages(
             exclude=('configs', 'configs.*', 'tools', 'tools.*', 'tests',
                      'tests.*', 'work_dirs', 'work_dirs.*')),
@@ -97,6 +98,8 @@ if __name__ == '__main__':
                 'mminstall.txt', exclude=NOT_INSTALL_REQUIRES)),
         extras_require={
             'tests': parse_requirements('tests.txt'),
+            # MMSegmentation support: pip install --no-build-isolation -e .[seg]
+            'seg': parse_requirements('seg.txt'),
         },
         classifiers=[
             'Programming Language :: Python :: 3',

@@ -15,12 +15,15 @@ What it does:
 1. creates the virtual environment (``<repo>/.venv``) if it is missing;
 2. installs, in this order: requirements/build.txt (setuptools<82, wheel,
    ninja, numpy, torch), mmengine, mmcv (compiled from its sdist with
-   ``MMCV_WITH_OPS=1 --no-build-isolation``), mmdet, requirements/runtime.txt
-   and requirements/tests.txt, and mmattn itself
+   ``MMCV_WITH_OPS=1 --no-build-isolation``), mmdet, requirements/runtime.txt,
+   requirements/tests.txt and requirements/seg.txt (MMSegmentation, the
+   ``seg`` extra: the demo's segmentation run and tests/test_seg need it),
+   and mmattn itself
    (``pip install --no-build-isolation -e .``);
 3. verifies the result: ``pkg_resources`` importable, mmcv at the pinned
    version WITH its compiled ops (``from mmcv.ops import nms`` and one call),
-   mmdet and mmattn importable (mmattn from this checkout);
+   mmdet, mmseg (with ``mmseg.utils``, which needs ftfy and regex) and mmattn
+   importable (mmattn from this checkout);
 4. writes a stamp file into the venv holding a hash of the requirement
    files, setup.py and this script. While the stamp matches, later runs skip
    all pip work and only repeat the import check (a few seconds).
@@ -292,7 +295,8 @@ out = {'python': sys.version.split()[0], 'dists': {}}
 try:
     from importlib import metadata
     for name in ('torch', 'setuptools', 'numpy', 'mmengine', 'mmcv',
-                 'mmcv-full', 'mmcv-lite', 'mmdet', 'mmattn', 'pytest'):
+                 'mmcv-full', 'mmcv-lite', 'mmdet', 'mmsegmentation', 'mmattn',
+                 'pytest'):
         try:
             out['dists'][name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -331,6 +335,10 @@ if deep:
     def mmdet_check():
         import mmdet  # asserts compatible mmcv/mmengine versions
     attempt('mmdet_error', mmdet_check)
+
+    def mmseg_check():
+        import mmseg.utils  # asserts mmcv/mmengine versions; needs ftfy, regex
+    attempt('mmseg_error', mmseg_check)
 
     def mmattn_check():
         import mmattn
@@ -404,6 +412,10 @@ def problems(state, pins, python):
                                       mmcv_fix_help(python, pins['mmcv'])))
     if state.get('mmdet_error'):
         errs.append('`import mmdet` fails: %s' % state['mmdet_error'])
+    if state.get('mmseg_error'):
+        errs.append('`import mmseg.utils` fails: %s\n(install the seg extra: '
+                    'pip install -r requirements/seg.txt)'
+                    % state['mmseg_error'])
     if state.get('mmattn_error'):
         errs.append('`import mmattn` fails: %s\n(reinstall with `pip '
                     'install --no-build-isolation -e .` from %s)'
@@ -581,9 +593,11 @@ def full_setup(venv, pins):
           install_mmcv, inst, pins)
     # mmdet's wheel does not depend on mmcv/mmengine, so this pulls neither.
     steps('%s' % pins['mmdet'], inst.pip_install, 'mmdet.log', pins['mmdet'])
-    steps('runtime and test requirements',
+    # mmsegmentation's wheel does not depend on mmcv either.
+    steps('runtime, test and segmentation requirements',
           inst.pip_install, 'runtime-test-reqs.log',
-          '-r', req('runtime.txt'), '-r', req('tests.txt'))
+          '-r', req('runtime.txt'), '-r', req('tests.txt'),
+          '-r', req('seg.txt'))
     # install_requires has no mmcv, so this never builds mmcv.
     steps('mmattn (pip install --no-build-isolation -e .)',
           inst.pip_install, 'mmattn.log', '--no-build-isolation', '-e',
@@ -597,11 +611,13 @@ def full_setup(venv, pins):
                                  + '\n- '.join(errs))
         d = state['dists']
         return ('python %s, torch %s, mmengine %s, mmcv %s (ops OK), '
-                'mmdet %s, setuptools %s' % (
+                'mmdet %s, mmseg %s, setuptools %s' % (
                     state['python'], d.get('torch'), d.get('mmengine'),
-                    d.get('mmcv'), d.get('mmdet'), d.get('setuptools')))
+                    d.get('mmcv'), d.get('mmdet'), d.get('mmsegmentation'),
+                    d.get('setuptools')))
 
-    steps('verify (pkg_resources, mmcv.ops.nms, mmdet, mmattn)', verify)
+    steps('verify (pkg_resources, mmcv.ops.nms, mmdet, mmseg, mmattn)',
+          verify)
     # Record exactly what was installed, for bug reports.
     inst.run('pip-freeze.txt', [inst.python, '-m', 'pip', 'freeze'],
              allow_fail=True)
