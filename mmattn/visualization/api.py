@@ -56,10 +56,15 @@ def _save_rgb(path: str, image_rgb: np.ndarray) -> str:
 
 
 def _weights_note(models: Sequence[LoadedModel]) -> str:
+    """For a figure's title: whether its models are untrained."""
     if all(m.weights == RANDOM_WEIGHTS for m in models):
-        return f'{RANDOM_WEIGHTS}: gates as initialised, not learnt'
-    return '; '.join(f'{m.label}: {osp.basename(m.weights) if m.weights != RANDOM_WEIGHTS else "random"}'
-                     for m in models)
+        return f' - {RANDOM_WEIGHTS}: gates as initialised, not learnt'
+    return ''
+
+
+def _row_label(label: str, model: LoadedModel) -> str:
+    weights = 'random weights' if model.weights == RANDOM_WEIGHTS else osp.basename(model.weights)
+    return f'{label}\n({weights})'
 
 
 def _write_model(model: LoadedModel, record: AttentionRecord, image_rgb: np.ndarray, image_path: str,
@@ -92,8 +97,8 @@ def _write_model(model: LoadedModel, record: AttentionRecord, image_rgb: np.ndar
                                       max=float(value[0].max()), mean=float(value[0].mean()))
         layers_json.append(entry)
     overview = osp.join(out_dir, 'overview.png')
-    compare_figure([(model.label, record)], image_rgb, overview,
-                   f'{model.label} ({_weights_note([model])}) - {osp.basename(image_path)}')
+    compare_figure([(_row_label(model.label, model), record)], image_rgb, overview,
+                   f'{model.label}: {osp.basename(image_path)}{_weights_note([model])}')
     result.files.append(overview)
     np.savez_compressed(osp.join(out_dir, 'gates.npz'), **arrays)
     summary = dict(model=model.label, weights=model.weights, image=image_path,
@@ -132,8 +137,10 @@ def visualize_attention(models: Sequence[LoadedModel], images: Sequence[str], ou
             result.models[label] = _write_model(model, record, image_rgb, path, osp.join(out_dir, label, stem))
         if len(models) > 1:
             result.compare = osp.join(out_dir, f'compare_{stem}.png')
-            result.compare_drawn = compare_figure(
-                [(label, r.record) for label, r in result.models.items()], image_rgb, result.compare,
-                f'{osp.basename(path)} at {image_rgb.shape[1]}x{image_rgb.shape[0]} - {_weights_note(models)}')
+            drawn = compare_figure(
+                [(_row_label(label, model), result.models[label].record) for model, label in zip(models, labels)],
+                image_rgb, result.compare,
+                f'{osp.basename(path)} at {image_rgb.shape[1]}x{image_rgb.shape[0]}{_weights_note(models)}')
+            result.compare_drawn = {label: cells for label, cells in zip(labels, drawn.values())}
         results.append(result)
     return results

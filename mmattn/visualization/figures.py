@@ -5,6 +5,7 @@ map, JET colours) and labelled with ``Visualizer.draw_texts``; channel gates and
 matplotlib plots on a fixed 0-1 colour scale (every gate is a sigmoid or a softmax), so figures of two
 backbones compare value for value.
 """
+import re
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -160,9 +161,12 @@ def compare_figure(rows: Sequence[Tuple[str, AttentionRecord]], image_rgb: np.nd
     for r, (label, record) in enumerate(rows):
         drawn[label] = dict(spatial={}, channel={})
         axes[r, 0].imshow(image_rgb)
-        axes[r, 0].set_ylabel(label, fontsize=8)
+        axes[r, 0].set_ylabel(_wrap(label), fontsize=7)
         for j, stage in enumerate(stages):
             ax_act, ax_sp, ax_ch = axes[r, 1 + 3 * j:4 + 3 * j]
+            if stage not in record.stages():
+                ax_act.text(0.5, 0.5, f'no layer{stage}', ha='center', va='center', fontsize=7, color='0.5')
+                continue
             if stage in record.activations:
                 act = record.activations[stage][0]
                 ax_act.imshow(overlay(act, image_rgb))
@@ -207,6 +211,20 @@ def compare_figure(rows: Sequence[Tuple[str, AttentionRecord]], image_rgb: np.nd
     _save_palette(fig, path)
     plt.close(fig)
     return drawn
+
+
+def _wrap(label: str, width: int = 16) -> str:
+    """A row label in lines of about ``width`` characters, broken after '_' or '-' (config names)."""
+    lines = []
+    for part in label.split('\n'):
+        line = ''
+        for piece in re.findall(r'[^_-]*[_-]?', part):
+            if line and len(line) + len(piece) > width:
+                lines.append(line)
+                line = ''
+            line += piece
+        lines.append(line)
+    return '\n'.join(lines)
 
 
 def _save_palette(fig, path: str) -> None:
