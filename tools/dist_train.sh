@@ -5,7 +5,8 @@
 #   GPUS is the number of processes per node (CPU processes without CUDA;
 #   tools/train.py then switches to the gloo backend).
 # Environment: NNODES (1), NODE_RANK (0), PORT (29500),
-#   MASTER_ADDR (127.0.0.1), PYTHON (python).
+#   MASTER_ADDR (127.0.0.1), PYTHON (default: the first of python, python3 and
+#   the project's .venv/bin/python that can import torch).
 
 CONFIG=$1
 GPUS=$2
@@ -13,8 +14,17 @@ NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-PYTHON=${PYTHON:-python}
 TOOLS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=tools/dist_env.sh
+source "$TOOLS_DIR/dist_env.sh"
+
+if [ $# -lt 2 ]; then
+    echo "usage: $0 CONFIG GPUS [train.py options]" >&2
+    exit 2
+fi
+mmattn_check_count dist_train.sh GPUS "$GPUS" "the 2nd argument: processes per node"
+mmattn_check_count dist_train.sh NNODES "$NNODES" "number of nodes"
+mmattn_select_python dist_train.sh
 
 PYTHONPATH="$TOOLS_DIR/..":$PYTHONPATH \
 "$PYTHON" -m torch.distributed.run \
