@@ -128,7 +128,7 @@ def _registry(scope: str):
         return importlib.import_module(f'{scope}.registry').MODELS
     except ImportError as err:
         raise ImportError(f'the config needs the {scope!r} package ({err}); install it (for segmentation '
-                          'configs: pip install "mmsegmentation==1.2.2")') from None
+                          'configs: pip install -r requirements/seg.txt)') from None
 
 
 def build_named_backbone(name: str, depth: int = 50, checkpoint: Optional[str] = None, seed: int = 0) -> LoadedModel:

@@ -247,3 +247,36 @@ def test_constant_gate_is_drawn_flat():
     gate[0, 1, 2] = 0.5
     drawn = overlay(gate, image)
     assert not (drawn == drawn[0, 0]).all()
+
+
+SEG_CONFIG = """
+default_scope = 'mmseg'
+custom_imports = dict(imports=['mmattn.models'], allow_failed_imports=False)
+model = dict(
+    type='EncoderDecoder',
+    data_preprocessor=dict(type='SegDataPreProcessor', mean=[100.0, 110.0, 120.0], std=[40.0, 50.0, 60.0],
+                           bgr_to_rgb=True),
+    backbone=dict(type='SGEResNet', depth=50, base_channels=16, groups=8, strides=(1, 2, 1, 1),
+                  dilations=(1, 1, 2, 4), contract_dilation=True, norm_cfg=dict(type='SyncBN')))
+"""
+
+
+def test_segmentation_config(image_path, tmp_path):
+    """An mmseg config: its backbone is built in mmseg's scope (dilated, SyncBN) and read the same way."""
+    pytest.importorskip('mmseg')
+    from mmattn.visualization import build_model
+    config = tmp_path / 'tiny_seg.py'
+    config.write_text(SEG_CONFIG)
+    model = build_model(str(config), seed=2)
+    assert model.mean == (100.0, 110.0, 120.0) and model.bgr_to_rgb
+    for _, _, _, layer in attention_layers(model.backbone):
+        for p in layer.parameters():
+            p.data.uniform_(-1, 1)
+    result, = visualize_attention([model], [image_path], str(tmp_path / 'out'), size=SIZE, stages=[3, 4])
+    record = result.models['tiny_seg'].record
+    # output stride 8: stages 3 and 4 keep stage 2's resolution
+    assert [tuple(record.activations[s].shape[-2:]) for s in (3, 4)] == [(SIZE // 8, SIZE // 8)] * 2
+    expected = reference_maps(model.backbone, image_path, mean=model.mean, std=model.std)
+    assert [layer.name for layer in record.layers] == [k for k in expected if k.startswith(('layer3', 'layer4'))]
+    for layer in record.layers:
+        torch.testing.assert_close(layer.maps['spatial'], expected[layer.name]['spatial'], rtol=1e-5, atol=1e-6)
