@@ -22,6 +22,32 @@ def check_divisible(name: str, value: int, divisor: int, owner: str, why: str = 
                          f'nearest valid values: {valid}')
 
 
+def valid_groups(channels: int, parts: int = 1) -> list:
+    """Every ``groups`` for which ``channels`` splits into ``groups`` groups of ``parts`` equal parts."""
+    return [g for g in range(1, channels // parts + 1) if channels % (parts * g) == 0]
+
+
+def check_groups(in_channels: int, groups: int, owner: str, parts: int = 1, why: str = '') -> None:
+    """Raise a ValueError unless ``in_channels`` is divisible by ``parts * groups``, listing the valid
+    ``groups`` for ``in_channels`` (the argument to change) rather than other channel counts.
+
+    Args:
+        parts (int): equal parts each group is split into (Shuffle Attention: 2, SGE: 1).
+        why (str): what the split is for, said in the message.
+    """
+    check_positive_int('groups', groups, owner)
+    if in_channels % (parts * groups) == 0:
+        return
+    valid = valid_groups(in_channels, parts)
+    nearest = min(valid, key=lambda g: (abs(g - groups), -g))
+    need = f'{parts} * groups' if parts > 1 else 'groups'
+    hint = f' ({why})' if why else ''
+    raise ValueError(f'{owner}: groups={groups} does not fit in_channels={in_channels}: in_channels must be '
+                     f'divisible by {need}{hint}. Valid groups for in_channels={in_channels}: '
+                     f'{", ".join(map(str, valid))} (nearest: groups={nearest}); in a backbone, groups must '
+                     'fit the channels of every stage that has the layer.')
+
+
 def reduced_channels(channels: int, reduction: int, owner: str) -> int:
     """Hidden width ``channels // reduction`` (floor, as in the official SE/CBAM/PSA code), >= 1."""
     check_positive_int('reduction', reduction, owner)

@@ -138,6 +138,29 @@ class AttnBottleneck(Bottleneck):
         return _final_relu(self, out)
 
 
+def _check_stage_arguments(owner: str, kwargs: dict) -> None:
+    """num_stages, strides, dilations, out_indices and frozen_stages, checked with messages (mmdet's
+    ResNet answers them with a bare AssertionError, or an AttributeError when freezing)."""
+    num_stages = kwargs.get('num_stages', 4)
+    if not isinstance(num_stages, int) or not 1 <= num_stages <= 4:
+        raise ValueError(f'{owner}: num_stages={num_stages!r} must be 1, 2, 3 or 4')
+    for name, default in (('strides', (1, 2, 2, 2)), ('dilations', (1, 1, 1, 1))):
+        value = kwargs.get(name, default)
+        if len(value) != num_stages:
+            raise ValueError(f'{owner}: {name}={tuple(value)} has {len(value)} entries but num_stages='
+                             f'{num_stages}; give one per stage, e.g. {name}={tuple(default[:num_stages])}')
+    out_indices = tuple(kwargs.get('out_indices', (0, 1, 2, 3)))
+    bad = [i for i in out_indices if not isinstance(i, int) or not 0 <= i < num_stages]
+    if bad or not out_indices:
+        raise ValueError(f'{owner}: out_indices={out_indices} is invalid: stage indices count from 0, so with '
+                         f'num_stages={num_stages} they are 0..{num_stages - 1} (e.g. out_indices='
+                         f'{tuple(range(num_stages))}); got {bad or "none"}')
+    frozen = kwargs.get('frozen_stages', -1)
+    if not isinstance(frozen, int) or not -1 <= frozen <= num_stages:
+        raise ValueError(f'{owner}: frozen_stages={frozen!r} must be -1 (nothing frozen), 0 (the stem only) or '
+                         f'1..{num_stages} (the stem and that many stages; num_stages={num_stages})')
+
+
 def _block_position(block) -> str:
     """The SE position of ``block``: after its last conv + norm, before the residual add."""
     return 'after_conv3' if issubclass(block, Bottleneck) else 'after_conv2'
@@ -187,6 +210,7 @@ class AttentionResNet(ResNet):
             raise KeyError(f'{owner}: invalid depth {depth!r}; supported depths: '
                            f'{sorted(self.arch_settings)}{note}')
         block = self.arch_settings[depth][0]
+        _check_stage_arguments(owner, kwargs)
         num_stages = kwargs.get('num_stages', 4)
         attention_plugins = self._attention_plugins(attention, num_stages, _block_position(block), owner)
         # make_res_layer() runs inside ResNet.__init__ and needs these, so they are set first
