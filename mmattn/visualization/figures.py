@@ -203,9 +203,11 @@ def compare_figure(rows: Sequence[Tuple[str, AttentionRecord]], image_rgb: np.nd
         for spine in ax.spines.values():
             spine.set_linewidth(0.3)
     fig.suptitle(title, fontsize=8)
-    fig.tight_layout(rect=(0, 0, 0.97, 1))
+    # half an inch on the right for the colour bar and its labels, whatever the figure's width
+    inch = 1 / fig.get_figwidth()
+    fig.tight_layout(rect=(0, 0, 1 - 0.5 * inch, 1))
     if strip_image is not None:
-        cax = fig.add_axes((0.975, 0.15, 0.008, 0.7))
+        cax = fig.add_axes((1 - 0.45 * inch, 0.15, 0.1 * inch, 0.7))
         fig.colorbar(strip_image, cax=cax)
         cax.tick_params(labelsize=6)
     _save_palette(fig, path)
