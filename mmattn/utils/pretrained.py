@@ -20,7 +20,7 @@ _IGNORED_SUFFIXES = ('num_batches_tracked', )
 # Children of a ResNet block that are ResNet's own (the rest of a block's children are attention).
 _RESNET_BLOCK_PARTS = {'conv1', 'conv2', 'conv3', 'bn1', 'bn2', 'bn3', 'norm1', 'norm2', 'norm3',
                        'downsample'}
-_BLOCK_CHILD = re.compile(r'^layer\d+\.\d+\.([A-Za-z_0-9]+)\.')
+_BLOCK_CHILD = re.compile(r'^(?:backbone\.)?layer\d+\.\d+\.([A-Za-z_0-9]+)\.')
 _CONVERTERS = ('tools/model_converters/official2mmattn.py (official SE/ECA/SA/EPSA/CBAM/SGE '
                'checkpoints), timm2mmattn.py or mmpretrain2mmattn.py')
 
@@ -116,7 +116,7 @@ def likely_cause(cov: Coverage, ckpt_sd: Mapping[str, torch.Tensor], prefix: Opt
                 f'a converter, {_CONVERTERS}')
     missing_att = _block_children(cov.missing)
     unused_att = _block_children(cov.unexpected)
-    if backbone and missing_att and set(missing_att) != set(unused_att):
+    if missing_att and set(missing_att) != set(unused_att):
         theirs = ', '.join(unused_att) if unused_att else 'no attention layers'
         return (f'another architecture: the blocks of this backbone hold {", ".join(missing_att)}, those '
                 f'of the checkpoint {theirs}; use a checkpoint of this architecture (or convert one with '

@@ -187,3 +187,21 @@ def test_resume_is_exact(trained, tiny_config, tmp_path):
     first = _load(ckpt)['state_dict']
     assert any(not torch.equal(first[k], straight[k]) for k in first)
     assert max_diff == 0, max_diff
+
+
+def test_test_tool_refuses_other_configs_checkpoint(trained, tiny_config,
+                                                    tmp_path):
+    """An SE checkpoint evaluated with an ECA config leaves the attention
+    weights random: refused, unless --allow-partial-checkpoint."""
+    ckpt = str(trained[0] / 'epoch_1.pth')
+    other = ['--cfg-options', 'model.backbone.type=ECAResNet']
+    result = run_tool(['test.py', tiny_config, ckpt, '--work-dir',
+                       str(tmp_path / 'refused')] + other, tmp_path,
+                      check=False)
+    assert result.returncode == 1
+    assert f'Checkpoint {ckpt} does not cover the model' in result.stderr
+    assert 'another architecture' in result.stderr
+    assert 'Traceback' not in result.stderr
+    run_tool(['test.py', tiny_config, ckpt, '--work-dir',
+              str(tmp_path / 'partial'), '--allow-partial-checkpoint'] + other,
+             tmp_path)
