@@ -1,7 +1,19 @@
-"""MMDetection integration: importing this module registers every attention layer and backbone into
-``mmdet.registry.MODELS`` (use ``custom_imports=dict(imports=['mmattn.models'])`` in configs)."""
+"""MMDetection (and, when installed, MMSegmentation) integration: importing this module registers every
+attention layer and backbone into ``mmdet.registry.MODELS`` (the backbones also into ``mmseg.registry.MODELS``;
+use ``custom_imports=dict(imports=['mmattn.models'])`` in configs)."""
 from .registry import register_attention_layers  # noqa: F401  (registers the layers on import)
 from .backbones import (CBAMResNet, ECAResNet, EPSANet, SAResNet, SEResNet,  # noqa: E402
                         SGEResNet, AttentionResNet)
+
+# mmseg is an optional extra (pip install mmattn[seg]): when it is installed, the backbones are registered
+# in its MODELS too, so mmseg-scoped configs find them by their plain names. A broken mmseg install
+# (e.g. an incompatible mmcv) still raises.
+try:
+    import mmseg  # noqa: F401,E402
+except ModuleNotFoundError as e:
+    if e.name != 'mmseg':
+        raise
+else:
+    from . import seg  # noqa: F401,E402
 
 __all__ = ['AttentionResNet', 'CBAMResNet', 'ECAResNet', 'EPSANet', 'SAResNet', 'SEResNet', 'SGEResNet']

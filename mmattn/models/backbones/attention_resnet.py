@@ -189,6 +189,10 @@ class AttentionResNet(ResNet):
             attention) per stage, e.g. ECA's per-stage kernels. ``type`` is an mmattn layer name
             (see :data:`mmattn.layers.ATTENTION_LAYERS`) or any plugin registered in mmdet MODELS;
             the layer receives ``in_channels`` (4 * planes for Bottleneck, planes for BasicBlock).
+        contract_dilation (bool): mmseg's option for dilated stages: the first block of a stage with
+            dilation d > 1 uses d // 2. That block stands for a strided one, whose 3 x 3 taps lie one
+            input pixel apart, i.e. d // 2 pixels apart on the dilated network's finer grid.
+            Changes no parameter. Default False (mmdet's ResNet has no such option).
         **kwargs: every argument of mmdet's ``ResNet``.
 
     Zero-init of the last norm (``zero_init_residual``) and every other ResNet behaviour are mmdet's.
@@ -203,7 +207,8 @@ class AttentionResNet(ResNet):
     #: said in the error for a depth missing from ``arch_settings``
     depth_note = ''
 
-    def __init__(self, depth, attention: AttentionCfg = None, plugins=None, **kwargs):
+    def __init__(self, depth, attention: AttentionCfg = None, plugins=None, contract_dilation: bool = False,
+                 **kwargs):
         owner = type(self).__name__
         if depth not in self.arch_settings:
             note = f' ({self.depth_note})' if self.depth_note else ''
@@ -216,6 +221,7 @@ class AttentionResNet(ResNet):
         # make_res_layer() runs inside ResNet.__init__ and needs these, so they are set first
         # (plain attributes are allowed before nn.Module.__init__).
         self.block_kwargs = self.extra_block_kwargs()
+        self.contract_dilation = contract_dilation
         self.zero_init_last = (kwargs.get('zero_init_residual', True) and kwargs.get('init_cfg') is None
                                and kwargs.get('pretrained') is None)
         all_plugins = list(plugins or []) + attention_plugins
@@ -278,11 +284,16 @@ class AttentionResNet(ResNet):
         return plugins
 
     def make_res_layer(self, **kwargs):
-        """mmdet's ResLayer, plus the zero-init of the last norm for blocks mmdet does not know."""
+        """mmdet's ResLayer, plus the zero-init of the last norm for blocks mmdet does not know and
+        ``contract_dilation`` (the first block rebuilt with half the dilation: same names and shapes)."""
         block = kwargs['block']
         if kwargs.get('init_cfg') is None and self.zero_init_last and block not in (BasicBlock, Bottleneck):
             kwargs['init_cfg'] = dict(type='Constant', val=0, override=dict(name=block.last_norm))
-        return ResLayer(**kwargs, **self.block_kwargs)
+        layer = ResLayer(**kwargs, **self.block_kwargs)
+        dilation = kwargs.get('dilation', 1)
+        if self.contract_dilation and dilation > 1:
+            layer[0] = ResLayer(**dict(kwargs, num_blocks=1, dilation=dilation // 2), **self.block_kwargs)[0]
+        return layer
 
 
 @MODELS.register_module()

@@ -1,0 +1,13 @@
+_base_ = 'mmseg::upernet/upernet_r101_4xb4-160k_ade20k-512x512.py'
+custom_imports = dict(imports=['mmattn.models'], allow_failed_imports=False)
+
+# mmseg's R-101 UPerNet (ADE20K 512x512, 160k) with the backbone swapped. mmseg's own backbone here
+# is ResNetV1c (deep stem); the attention backbones keep the torchvision-style stem of their
+# ImageNet checkpoints, as ../resnet/upernet_r101b_4xb4-160k_ade20k-512x512.py does for ResNet.
+# ImageNet init: official BangguWu/ECANet checkpoint, loads as released (kernel sizes 3557 / 3357 by default).
+# `pretrained=None`: mmseg's model-level `pretrained` would conflict with the backbone's init_cfg.
+model = dict(
+    pretrained=None,
+    backbone=dict(
+        type='ECAResNet',
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/eca_resnet101_k3357.pth.tar')))

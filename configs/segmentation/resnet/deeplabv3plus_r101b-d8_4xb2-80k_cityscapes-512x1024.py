@@ -1,0 +1,3 @@
+# Plain ResNet baseline: mmseg's own config, unchanged (torchvision-style stem, init from
+# torchvision://resnet101); its published mIoU is the reference for the attention backbones.
+_base_ = 'mmseg::deeplabv3plus/deeplabv3plus_r101b-d8_4xb2-80k_cityscapes-512x1024.py'
