@@ -205,3 +205,25 @@ def test_test_tool_refuses_other_configs_checkpoint(trained, tiny_config,
     run_tool(['test.py', tiny_config, ckpt, '--work-dir',
               str(tmp_path / 'partial'), '--allow-partial-checkpoint'] + other,
              tmp_path)
+
+
+def test_load_from_and_pretrained_read_mmengine_checkpoint(
+        trained, tiny_config, tmp_path):
+    """A checkpoint of tools/train.py (message hub, numpy scalars, ...)
+    loads as load_from and as the backbone's Pretrained weights
+    (prefix='backbone.') under weights_only=True."""
+    ckpt = str(trained[0] / 'epoch_1.pth')
+    config = tmp_path / 'pretrained.py'
+    config.write_text(
+        f'_base_ = {tiny_config!r}\n'
+        "model = dict(backbone=dict(init_cfg=dict(_delete_=True, "
+        f"type='Pretrained', checkpoint={ckpt!r}, prefix='backbone.')))\n")
+    result = run_tool([
+        'train.py', str(config), '--work-dir',
+        str(tmp_path / 'work'), '--cfg-options', f'load_from={ckpt}',
+        'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None'
+    ], tmp_path)
+    log = result.stdout + result.stderr
+    assert f'Load checkpoint from {ckpt}' in log
+    assert f'load backbone. in model from: {ckpt}' in log
+    assert (tmp_path / 'work' / 'epoch_1.pth').is_file()
