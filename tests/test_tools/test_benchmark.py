@@ -3,27 +3,29 @@
 Not a timing test: only structure and arithmetic are checked.
 """
 import json
-import mmap
 import os.path as osp
 
 import pytest
 import torch
+from tools_helpers import load_tool
 
-import benchmark
+from mmattn.analysis import benchmark as core
+
+cli = load_tool('analysis_tools/benchmark.py')
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def test_parse_size():
-    assert benchmark.parse_size('224') == (224, 224)
-    assert benchmark.parse_size('800x1333') == (800, 1333)
+    assert core.parse_size('224') == (224, 224)
+    assert core.parse_size('800x1333') == (800, 1333)
     with pytest.raises(Exception):
-        benchmark.parse_size('1x2x3')
+        core.parse_size('1x2x3')
 
 
 def test_backbones_smoke(tmp_path, capsys):
     out_json = tmp_path / 'b.json'
-    rc = benchmark.main(['--backbones', 'ECAResNet', '--depth', '50', '--batch', '1', '--size', '64', '--repeats',
+    rc = cli.main(['--backbones', 'ECAResNet', '--depth', '50', '--batch', '1', '--size', '64', '--repeats',
                          '2', '--iters', '1', '--warmup', '0', '--threads', '1', '--no-memory', '--json',
                          str(out_json)])
     assert rc == 0
@@ -42,18 +44,12 @@ def test_backbones_smoke(tmp_path, capsys):
     rounds = [b / t for b, t in zip(base['all_seconds'], eca['all_seconds'])]
     assert f'| {(rounds[0] + rounds[1]) / 2:.3f} ({min(rounds):.2f}–{max(rounds):.2f}) |' in row
     assert 'threads 1' in text
-    # CPU: the malloc settings of the run in the header, and page faults per iteration in the last column
-    assert 'glibc malloc defaults' in text or 'MALLOC_' in text
-    assert text.splitlines()[2].endswith('| page faults (k/iter) |')
-    if benchmark.resource is not None:
-        assert all(r['page_faults_per_iter'] >= 0 for r in data)
-        assert row.endswith(f'| {eca["page_faults_per_iter"] / 1e3:.1f} |')
 
 
 def test_detector_training_smoke(capsys):
     """A detector config: real losses on a synthetic batch, forward + backward + SGD step."""
     cfg = osp.join(ROOT, 'configs/resnet/faster-rcnn_r50_fpn_1x_coco.py')
-    rc = benchmark.main(['--configs', cfg, '--batch', '1', '--size', '96x128', '--repeats', '1', '--iters', '1',
+    rc = cli.main(['--configs', cfg, '--batch', '1', '--size', '96x128', '--repeats', '1', '--iters', '1',
                          '--warmup', '1', '--threads', '1', '--mode', 'train', '--no-memory'])
     assert rc == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith('| faster-rcnn_r50'))
@@ -63,39 +59,17 @@ def test_detector_training_smoke(capsys):
 
 
 def test_cpu_peak_memory_in_a_fresh_process():
-    args = benchmark.parse_args(['--batch', '1', '--size', '64', '--threads', '1'])
-    infer = benchmark.cpu_peak_memory('backbone', 'ResNet-50', args, 'infer')
+    args = cli.parse_args(['--batch', '1', '--size', '64', '--threads', '1'])
+    infer = core.cpu_peak_memory('backbone', 'ResNet-50', args, 'infer')
     # at least the backbone's 23.5 M float32 weights (89.7 MiB), plus a little activation memory
     assert 89.7 * 2**20 < infer < 1000 * 2**20
-
-
-@pytest.mark.skipif(benchmark.resource is None, reason='no getrusage here')
-def test_minor_faults_count_fresh_pages():
-    """A fresh anonymous mapping is faulted in page by page when first written."""
-    size = 64 * 2**20
-    with mmap.mmap(-1, size) as fresh:
-        if hasattr(mmap, 'MADV_NOHUGEPAGE'):  # 4 KiB pages even where transparent huge pages are always on
-            fresh.madvise(mmap.MADV_NOHUGEPAGE)
-        before = benchmark.minor_faults()
-        for offset in range(0, size, mmap.PAGESIZE):
-            fresh[offset] = 1
-        faulted = benchmark.minor_faults() - before
-    assert faulted >= 0.9 * size / mmap.PAGESIZE
-
-
-def test_memory_child_fixes_the_mmap_threshold_under_any_run_setting(monkeypatch):
-    """The RSS peak follows live tensors only if freed maps leave the RSS: a run with malloc told to keep
-    its memory (the speed settings) must not carry that into the memory measurement."""
-    monkeypatch.setenv('MALLOC_MMAP_THRESHOLD_', '4294967296')
-    assert benchmark._memory_child_env()['MALLOC_MMAP_THRESHOLD_'] == '131072'
-    assert 'MALLOC_MMAP_THRESHOLD_=4294967296' in benchmark.malloc_settings()
 
 
 def test_compare_channels_last(tmp_path, capsys):
     """Each model twice (NCHW and channels-last) in the same rounds: ratios vs the ResNet of the same
     layout, and the channels-last twin's speed relative to its NCHW self in the last column."""
     out_json = tmp_path / 'b.json'
-    rc = benchmark.main(['--backbones', 'SAResNet', '--depth', '50', '--batch', '1', '--size', '64', '--repeats',
+    rc = cli.main(['--backbones', 'SAResNet', '--depth', '50', '--batch', '1', '--size', '64', '--repeats',
                          '2', '--iters', '1', '--warmup', '0', '--threads', '1', '--no-memory', '--mode', 'infer',
                          '--compare-channels-last', '--json', str(out_json)])
     assert rc == 0
@@ -104,7 +78,7 @@ def test_compare_channels_last(tmp_path, capsys):
     assert sorted(data) == ['ResNet-50', 'ResNet-50 (NHWC)', 'SAResNet-50', 'SAResNet-50 (NHWC)']
     assert [data[n]['channels_last'] for n in sorted(data)] == [False, True, False, True]
     lines = text.splitlines()
-    assert lines[2].endswith('| page faults (k/iter) | NHWC vs NCHW |') and 'NCHW and channels-last (NHWC)' in lines[0]
+    assert lines[2].endswith('| mem ratio | NHWC vs NCHW |') and 'NCHW and channels-last (NHWC)' in lines[0]
 
     def cells(name):
         row = next(line for line in lines if line.startswith(f'| {name} | infer'))
@@ -122,10 +96,10 @@ def test_compare_channels_last(tmp_path, capsys):
 
 
 def test_channels_last_subject_holds_weights_and_input_in_nhwc():
-    args = benchmark.parse_args(['--backbones', 'CBAMResNet', '--batch', '1', '--size', '32',
+    args = cli.parse_args(['--backbones', 'CBAMResNet', '--batch', '1', '--size', '32',
                                  '--compare-channels-last'])
-    nhwc = benchmark.Subject('backbone', 'CBAMResNet-18', args, channels_last=True).build()
-    nchw = benchmark.Subject('backbone', 'CBAMResNet-18', args, channels_last=False).build()
+    nhwc = core.Subject('backbone', 'CBAMResNet-18', args, channels_last=True).build()
+    nchw = core.Subject('backbone', 'CBAMResNet-18', args, channels_last=False).build()
     assert nhwc.name == 'CBAMResNet-18 (NHWC)' and nchw.name == 'CBAMResNet-18'
     assert nhwc.image.is_contiguous(memory_format=torch.channels_last) and nchw.image.is_contiguous()
     assert nhwc.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
@@ -133,4 +107,4 @@ def test_channels_last_subject_holds_weights_and_input_in_nhwc():
     # the output is the same computation in either layout
     torch.testing.assert_close(nhwc.infer_step()[-1], nchw.infer_step()[-1], rtol=1e-4, atol=1e-4)
     with pytest.raises(SystemExit):
-        benchmark.parse_args(['--backbones', 'SEResNet', '--channels-last', '--compare-channels-last'])
+        cli.parse_args(['--backbones', 'SEResNet', '--channels-last', '--compare-channels-last'])

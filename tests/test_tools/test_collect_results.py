@@ -5,8 +5,13 @@ import os.path as osp
 import shutil
 
 import pytest
+from tools_helpers import load_tool
 
-import collect_results as cr
+from mmattn.analysis.metafile import metafile_paths, models_by_name, read_yaml
+from mmattn.analysis.results import results_table
+from mmattn.analysis.work_dirs import collect
+
+cli = load_tool('analysis_tools/collect_results.py')
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CFG = osp.join(ROOT, 'configs')
@@ -80,7 +85,7 @@ def by_name(results):
 
 
 def test_collect_reads_logs_and_configs(work_dirs):
-    results = by_name(cr.collect([work_dirs]))
+    results = by_name(collect([work_dirs]))
     r50 = results['faster-rcnn_r50_fpn_1x_coco']
     assert (r50['detector'], r50['backbone'], r50['depth']) == ('FasterRCNN', 'ResNet', 50)
     assert r50['dataset'] == 'CocoDataset (data/coco)' and r50['max_epochs'] == 12 and r50['finished']
@@ -98,13 +103,13 @@ def test_collect_reads_logs_and_configs(work_dirs):
     sa = results['faster-rcnn_sa-r50_fpn_1x_coco']
     assert not sa['finished'] and sa['evaluated'] == 'val e6'
     # --select best: the best box AP over all evaluations
-    best = by_name(cr.collect([work_dirs], select='best'))['mask-rcnn_cbam-r50_fpn_1x_coco']
+    best = by_name(collect([work_dirs], select='best'))['mask-rcnn_cbam-r50_fpn_1x_coco']
     assert best['metrics']['AP'] == pytest.approx(39.5)
 
 
 def test_table_rows_and_deltas(work_dirs):
-    results = cr.collect([work_dirs])
-    table = cr.results_table(results)
+    results = collect([work_dirs])
+    table = results_table(results)
     rows = [line for line in table.splitlines() if line.startswith('| ') and 'detector' not in line]
     names = [r.split(' | ')[2] for r in rows]
     # detector order Faster, Mask; backbone order ResNet, SE, ECA, SA, CBAM
@@ -121,30 +126,36 @@ def test_table_rows_and_deltas(work_dirs):
     assert 'unfinished' in cells['faster-rcnn_sa-r50_fpn_1x_coco'][3]
 
 
-def test_update_readme_changes_only_the_ours_cells(work_dirs, tmp_path):
-    readme = tmp_path / 'README.md'
-    shutil.copy(osp.join(CFG, 'README.md'), readme)
-    before = readme.read_text().split('\n')
-    updated = cr.update_readme(str(readme), cr.collect([work_dirs]))
-    assert sorted(updated) == sorted(['faster-rcnn_r50_fpn_1x_coco', 'faster-rcnn_se-r50_fpn_1x_coco',
-                                      'faster-rcnn_eca-r50_fpn_1x_coco', 'mask-rcnn_r50_fpn_1x_coco',
-                                      'mask-rcnn_se-r50_fpn_1x_coco', 'mask-rcnn_cbam-r50_fpn_1x_coco'])
-    after = readme.read_text().split('\n')
-    assert len(after) == len(before)
-    changed = [(b, a) for b, a in zip(before, after) if b != a]
-    assert len(changed) == len(updated)  # the unfinished SA run is not written
-    for b, a in changed:
-        bc, ac = b.strip('|').split('|'), a.strip('|').split('|')
-        assert [c.strip() for c in bc[:-2]] == [c.strip() for c in ac[:-2]]  # only the two last cells
-    row = next(a for a in after if '(eca_resnet/faster-rcnn_eca-r50_fpn_1x_coco.py)' in a)
-    assert row.endswith('| 38.5 | – |')
-    row = next(a for a in after if '(cbam_resnet/mask-rcnn_cbam-r50_fpn_1x_coco.py)' in a)
-    assert row.endswith('| 39.5 | 35.6 |')
-    # idempotent
-    cr.update_readme(str(readme), cr.collect([work_dirs]))
-    assert readme.read_text().split('\n') == after
-    # --allow-partial writes the unfinished run too
-    assert 'faster-rcnn_sa-r50_fpn_1x_coco' in cr.update_readme(str(readme), cr.collect([work_dirs]), True)
+def test_update_metafiles_changes_only_the_results(work_dirs, tmp_path):
+    # a copy of the model index and the metafiles it imports
+    for path in metafile_paths():
+        rel = osp.relpath(path, ROOT)
+        os.makedirs(tmp_path / osp.dirname(rel), exist_ok=True)
+        shutil.copy(path, tmp_path / rel)
+    index = tmp_path / 'model-index.yml'
+    shutil.copy(osp.join(ROOT, 'model-index.yml'), index)
+    before = models_by_name(str(index))
+    assert cli.main([work_dirs, '--update-metafiles', str(index)]) == 0
+    after = models_by_name(str(index))
+    changed = sorted(n for n in after if after[n] != before[n])
+    assert changed == sorted(['faster-rcnn_r50_fpn_1x_coco', 'faster-rcnn_se-r50_fpn_1x_coco',
+                              'faster-rcnn_eca-r50_fpn_1x_coco', 'mask-rcnn_r50_fpn_1x_coco',
+                              'mask-rcnn_se-r50_fpn_1x_coco', 'mask-rcnn_cbam-r50_fpn_1x_coco'])
+    for name in changed:  # only Results changed; the published numbers stay
+        assert {k: v for k, v in after[name].items() if k != 'Results'} == \
+            {k: v for k, v in before[name].items() if k != 'Results'}
+    assert after['faster-rcnn_eca-r50_fpn_1x_coco']['Results'] == [dict(
+        Task='Object Detection', Dataset='COCO',
+        Metrics={'box AP': 38.5, 'AP50': 58.5, 'AP75': 41.5, 'APs': 23.5, 'APm': 42.5, 'APl': 49.5})]
+    cbam = after['mask-rcnn_cbam-r50_fpn_1x_coco']['Results']
+    assert cbam[0]['Metrics']['box AP'] == 39.5 and cbam[1]['Task'] == 'Instance Segmentation'
+    assert cbam[1]['Metrics']['mask AP'] == 35.6
+    # idempotent; --allow-partial writes the unfinished run too
+    texts = {p: read_yaml(p) for p in metafile_paths(str(index))}
+    assert cli.main([work_dirs, '--update-metafiles', str(index)]) == 0
+    assert {p: read_yaml(p) for p in metafile_paths(str(index))} == texts
+    assert cli.main([work_dirs, '--update-metafiles', str(index), '--allow-partial']) == 0
+    assert models_by_name(str(index))['faster-rcnn_sa-r50_fpn_1x_coco']['Results']
 
 
 def test_cli_with_flops_json_and_figure(work_dirs, tmp_path, capsys):
@@ -156,7 +167,7 @@ def test_cli_with_flops_json_and_figure(work_dirs, tmp_path, capsys):
                          flops=dict(full=int(207.3e9 + i * 1e8), mmdet=1, mmcv1=2)))
     flops.write_text(json.dumps(dict(detectors=recs)))
     png, md = tmp_path / 'fig.png', tmp_path / 'res.md'
-    assert cr.main([work_dirs, '--flops-json', str(flops), '--figure', str(png), '--out', str(md)]) == 0
+    assert cli.main([work_dirs, '--flops-json', str(flops), '--figure', str(png), '--out', str(md)]) == 0
     out = capsys.readouterr().out
     assert '| Faster R-CNN | ResNet-50 | faster-rcnn_r50_fpn_1x_coco | val e12 | 41.75 | 207.30 | 37.4 |' in out
     assert md.read_text().strip() == out.strip()
@@ -165,7 +176,7 @@ def test_cli_with_flops_json_and_figure(work_dirs, tmp_path, capsys):
 
 
 def test_no_results(tmp_path, capsys):
-    assert cr.main([str(tmp_path)]) == 1
+    assert cli.main([str(tmp_path)]) == 1
     assert 'no finished evaluation' in capsys.readouterr().err
 
 
@@ -174,7 +185,7 @@ def test_flops_computed_from_the_dumped_config_and_cached(tmp_path, capsys):
     make_work_dir(root, 'eca_resnet/retinanet_eca-r50_fpn_1x_coco.py', 0.373, None)
     cache = tmp_path / 'cache.json'
     argv = [root, '--flops', 'compute', '--flops-shape', '64', '96', '--flops-cache', str(cache)]
-    assert cr.main(argv) == 0
+    assert cli.main(argv) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if 'retinanet_eca' in line)
     cells = [c.strip() for c in row.strip('|').split('|')]
     assert cells[4] == '37.97'  # all parameters of RetinaNet ECA-R-50 (get_flops builds the dumped config)
@@ -183,5 +194,5 @@ def test_flops_computed_from_the_dumped_config_and_cached(tmp_path, capsys):
     # second call: read from the cache, nothing recomputed (a poisoned cache value shows through)
     cached[0]['params'] = 1_000_000
     cache.write_text(json.dumps(dict(detectors=cached)))
-    assert cr.main(argv) == 0
+    assert cli.main(argv) == 0
     assert '| 1.00 |' in capsys.readouterr().out

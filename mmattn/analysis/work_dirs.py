@@ -1,0 +1,188 @@
+"""Reading finished mmengine work dirs: evaluation results and the config each run used.
+
+A work dir holds run folders named by timestamp (``<work_dir>/<YYYYmmdd_HHMMSS>/``). Validation
+results are the lines with ``coco/bbox_mAP`` in ``<run>/vis_data/scalars.json`` (``step`` = epoch);
+``tools/test.py`` writes its results to ``<run>/<run>.json``. The config is the one the runner dumped
+(``<work_dir>/<config name>.py``, else ``<run>/vis_data/config.py``).
+"""
+import json
+import os
+import os.path as osp
+import re
+import sys
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence
+
+from .names import sort_key as backbone_sort_key
+
+TIMESTAMP = re.compile(r'^\d{8}_\d{6}$')
+BOX_METRICS = OrderedDict([('AP', 'bbox_mAP'), ('AP50', 'bbox_mAP_50'), ('AP75', 'bbox_mAP_75'),
+                           ('APs', 'bbox_mAP_s'), ('APm', 'bbox_mAP_m'), ('APl', 'bbox_mAP_l')])
+MASK_METRICS = OrderedDict([('mask AP', 'segm_mAP'), ('mask AP50', 'segm_mAP_50'), ('mask AP75', 'segm_mAP_75')])
+DETECTOR_ORDER = ('FasterRCNN', 'RetinaNet', 'MaskRCNN')
+
+
+# ----------------------------------------------------------------------------- reading work dirs
+def read_json_lines(path: str) -> List[dict]:
+    """Records of a JSON-lines file (a single JSON document is accepted too); broken lines skipped."""
+    with open(path, encoding='utf-8') as f:
+        text = f.read()
+    try:
+        obj = json.loads(text)
+        return [obj] if isinstance(obj, dict) else [o for o in obj if isinstance(o, dict)]
+    except json.JSONDecodeError:
+        pass
+    records = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut off by a crash
+        if isinstance(obj, dict):
+            records.append(obj)
+    return records
+
+
+def _metric_prefix(record: dict) -> Optional[str]:
+    for key, value in record.items():
+        if key.endswith('bbox_mAP') and isinstance(value, (int, float)):
+            return key[:-len('bbox_mAP')]
+    return None
+
+
+def extract_metrics(record: dict) -> Optional[Dict[str, float]]:
+    """``{'AP': 37.4, 'AP50': ..., 'mask AP': ...}`` (x100) from a log record, or None without box AP."""
+    prefix = _metric_prefix(record)
+    if prefix is None:
+        return None
+    out = OrderedDict()
+    for name, key in list(BOX_METRICS.items()) + list(MASK_METRICS.items()):
+        value = record.get(prefix + key)
+        if isinstance(value, (int, float)) and value >= 0:  # pycocotools reports -1 for empty ranges
+            out[name] = 100.0 * float(value)
+    return out
+
+
+def find_work_dirs(roots: Sequence[str], max_depth: int = 4) -> List[str]:
+    """Folders that contain at least one mmengine run folder (named by timestamp)."""
+    found = []
+    for root in roots:
+        if not osp.isdir(root):
+            raise FileNotFoundError(f'work dir root {root!r} does not exist')
+        base_depth = osp.abspath(root).count(os.sep)
+        for dirpath, dirnames, _ in os.walk(root):
+            if any(TIMESTAMP.match(d) for d in dirnames):
+                found.append(dirpath)
+            dirnames[:] = sorted(d for d in dirnames if not TIMESTAMP.match(d) and not d.startswith('.'))
+            if osp.abspath(dirpath).count(os.sep) - base_depth >= max_depth:
+                dirnames[:] = []
+    return sorted(set(found))
+
+
+def evaluations(work_dir: str) -> List[dict]:
+    """Every evaluation of ``work_dir``: dicts with run, kind ('val'/'test'), step, metrics."""
+    evals = []
+    for run in sorted(d for d in os.listdir(work_dir) if TIMESTAMP.match(d)):
+        run_dir = osp.join(work_dir, run)
+        scalars = osp.join(run_dir, 'vis_data', 'scalars.json')
+        if not osp.isfile(scalars):  # older layouts: only vis_data/<run>.json
+            scalars = osp.join(run_dir, 'vis_data', f'{run}.json')
+        if osp.isfile(scalars):
+            for i, rec in enumerate(read_json_lines(scalars)):
+                metrics = extract_metrics(rec)
+                if metrics:
+                    evals.append(dict(run=run, kind='val', step=rec.get('step'), order=i, metrics=metrics))
+        test_json = osp.join(run_dir, f'{run}.json')
+        if osp.isfile(test_json):
+            for i, rec in enumerate(read_json_lines(test_json)):
+                metrics = extract_metrics(rec)
+                if metrics:
+                    evals.append(dict(run=run, kind='test', step=None, order=i, metrics=metrics))
+    return evals
+
+
+def dumped_config(work_dir: str) -> Optional[str]:
+    """The config the runner dumped into ``work_dir`` (newest), else a run's vis_data/config.py."""
+    candidates = [osp.join(work_dir, f) for f in os.listdir(work_dir) if f.endswith('.py')]
+    if candidates:
+        return max(candidates, key=osp.getmtime)
+    for run in sorted((d for d in os.listdir(work_dir) if TIMESTAMP.match(d)), reverse=True):
+        path = osp.join(work_dir, run, 'vis_data', 'config.py')
+        if osp.isfile(path):
+            return path
+    return None
+
+
+def describe_config(path: str) -> dict:
+    """Detector, backbone, depth, dataset, epochs (and the model config) of a dumped config."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(path, import_custom_modules=False)
+    model = cfg.get('model', {}) or {}
+    backbone = model.get('backbone', {}) or {}
+    dataset = (cfg.get('train_dataloader', {}) or {}).get('dataset', {}) or {}
+    while isinstance(dataset, dict) and 'dataset' in dataset and 'ann_file' not in dataset:  # wrappers
+        dataset = dataset['dataset']
+    train_cfg = cfg.get('train_cfg', {}) or {}
+    dataset_name = '?'
+    if isinstance(dataset, dict):
+        dataset_name = str(dataset.get('type', '?')).split('.')[-1]
+        if dataset.get('data_root'):
+            dataset_name += f' ({str(dataset["data_root"]).rstrip("/")})'
+    return dict(detector=str(model.get('type', '?')).split('.')[-1],
+                backbone=str(backbone.get('type', '?')).split('.')[-1], depth=backbone.get('depth'),
+                dataset=dataset_name, max_epochs=train_cfg.get('max_epochs'))
+
+
+def collect(roots: Sequence[str], select: str = 'last', allow_partial: bool = False) -> List[dict]:
+    """One result per config name (the newest work dir wins). Unfinished runs are marked."""
+    results: Dict[str, dict] = OrderedDict()
+    for work_dir in find_work_dirs(roots):
+        evals = evaluations(work_dir)
+        cfg_path = dumped_config(work_dir)
+        if not evals or cfg_path is None:
+            print(f'skip {work_dir}: ' + ('no evaluation results' if not evals else 'no dumped config'),
+                  file=sys.stderr)
+            continue
+        tests = [e for e in evals if e['kind'] == 'test']
+        if select == 'best':
+            chosen = max(evals, key=lambda e: e['metrics'].get('AP', -1))
+        elif tests:
+            chosen = max(tests, key=lambda e: (e['run'], e['order']))
+        else:
+            chosen = max(evals, key=lambda e: (e['run'], e['step'] if isinstance(e['step'], int) else -1, e['order']))
+        try:
+            info = describe_config(cfg_path)
+        except Exception as err:  # a broken dump should not stop the whole table
+            print(f'skip {work_dir}: cannot read {cfg_path}: {err}', file=sys.stderr)
+            continue
+        name = osp.splitext(osp.basename(cfg_path))[0]
+        if name == 'config':  # vis_data/config.py: fall back to the work dir's name
+            name = osp.basename(osp.normpath(work_dir))
+        finished = True
+        if chosen['kind'] == 'val' and info['max_epochs'] and isinstance(chosen['step'], int):
+            finished = chosen['step'] >= info['max_epochs']
+        result = dict(info, name=name, work_dir=work_dir, config=cfg_path, run=chosen['run'],
+                      evaluated=('test' if chosen['kind'] == 'test' else f'val e{chosen["step"]}'),
+                      finished=finished, metrics=chosen['metrics'])
+        previous = results.get(name)
+        if previous is not None:
+            newer = result if result['run'] >= previous['run'] else previous
+            print(f'note: {name} has results in {previous["work_dir"]} and {work_dir}; using the newer run '
+                  f'{newer["run"]} ({newer["work_dir"]})', file=sys.stderr)
+            result = newer
+        results[name] = result
+    out = list(results.values())
+    for r in out:
+        if not r['finished']:
+            print(f'note: {r["name"]} is unfinished ({r["evaluated"]} of {r["max_epochs"]} epochs)'
+                  + ('' if allow_partial else '; it is not written to the metafiles'), file=sys.stderr)
+    return sorted(out, key=sort_key)
+
+
+def sort_key(r: dict):
+    det = DETECTOR_ORDER.index(r['detector']) if r['detector'] in DETECTOR_ORDER else len(DETECTOR_ORDER)
+    bb = backbone_sort_key(r['backbone'])
+    return (r['dataset'], r['max_epochs'] or 0, det, r['detector'], r['depth'] or 0, bb, r['name'])
