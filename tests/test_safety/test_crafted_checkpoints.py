@@ -62,7 +62,8 @@ def test_statistics_table_is_restored(tmp_path):
 
 
 def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(f'mmattn_tools_{name}', osp.join(REPO, 'tools', f'{name}.py'))
+    path = osp.join(REPO, 'tools', f'{name}.py')
+    spec = importlib.util.spec_from_file_location(f'mmattn_tools_{name}', path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -93,10 +94,13 @@ def test_tools_refuse(path_kind, tools, tiny_config, monkeypatch, tmp_path):
     elif path_kind == 'pretrained':
         config = tmp_path / 'pretrained.py'
         config.write_text(f'_base_ = {tiny_config!r}\n'
-                          f"model = dict(backbone=dict(init_cfg=dict(_delete_=True, type='Pretrained', checkpoint={ckpt!r})))\n")
+                          'model = dict(backbone=dict(init_cfg=dict(\n'
+                          f"    _delete_=True, type='Pretrained', checkpoint={ckpt!r})))\n")
         argv = [str(config)] + work
     else:
-        argv = [tiny_config, ckpt] + work + (['--allow-partial-checkpoint'] if path_kind == 'test_partial' else [])
+        argv = [tiny_config, ckpt] + work
+        if path_kind == 'test_partial':
+            argv.append('--allow-partial-checkpoint')
     tool = tools['test' if path_kind.startswith('test') else 'train']
     msg = _exit_message(tool, argv, monkeypatch, tmp_path)
     assert 'refused by the weights-only loader' in msg and ckpt in msg, msg
@@ -108,7 +112,8 @@ def test_converters_refuse(script, tmp_path):
     marker = tmp_path / 'ran'
     ckpt = write(tmp_path / 'crafted.pth', attribute_walk(touch_code(str(marker))), 'meta')
     result = subprocess.run(
-        [sys.executable, osp.join(REPO, 'tools', 'model_converters', script), ckpt, str(tmp_path / 'out.pth')],
+        [sys.executable, osp.join(REPO, 'tools', 'model_converters', script), ckpt,
+         str(tmp_path / 'out.pth')],
         capture_output=True, text=True, cwd=str(tmp_path))
     assert result.returncode != 0
     assert 'refused by the weights-only loader' in result.stderr

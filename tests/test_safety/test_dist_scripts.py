@@ -15,11 +15,12 @@ def _bash(args, env=None, **kwargs):
 
 
 @pytest.mark.parametrize('gpus', ['0', '-1', 'abc', ''])
-@pytest.mark.parametrize('script, args', [('dist_train.sh', ['cfg.py']), ('dist_test.sh', ['cfg.py', 'c.pth'])])
+@pytest.mark.parametrize('script, args',
+                         [('dist_train.sh', ['cfg.py']), ('dist_test.sh', ['cfg.py', 'c.pth'])])
 def test_bad_process_count(script, args, gpus):
     result = _bash([osp.join(TOOLS, script)] + args + [gpus], env=dict(PYTHON=sys.executable))
     assert result.returncode == 2
-    assert f"GPUS must be a positive integer" in result.stderr and f"got '{gpus}'" in result.stderr
+    assert 'GPUS must be a positive integer' in result.stderr and f"got '{gpus}'" in result.stderr
 
 
 def test_slurm_bad_gpus_env():

@@ -61,7 +61,8 @@ def _run(tmp_path, data, model, clip_grad=None):
     runner = Runner(
         model=model,
         work_dir=str(tmp_path),
-        train_dataloader=dict(dataset=[dict(inputs=x) for x in data], sampler=dict(type='DefaultSampler', shuffle=False),
+        train_dataloader=dict(dataset=[dict(inputs=x) for x in data],
+                              sampler=dict(type='DefaultSampler', shuffle=False),
                               batch_size=1, num_workers=0),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01), clip_grad=clip_grad),
         train_cfg=dict(by_epoch=False, max_iters=len(data)),

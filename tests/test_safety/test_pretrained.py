@@ -10,7 +10,8 @@ TINY = dict(depth=50, base_channels=8, num_stages=2, strides=(1, 2), dilations=(
 
 
 def _backbone(type_, checkpoint=None, init=None, **kwargs):
-    init_cfg = None if checkpoint is None else dict(type='Pretrained', checkpoint=str(checkpoint), **(init or {}))
+    init_cfg = None if checkpoint is None else \
+        dict(type='Pretrained', checkpoint=str(checkpoint), **(init or {}))
     return MODELS.build(dict(TINY, type=type_, init_cfg=init_cfg, **kwargs))
 
 
@@ -44,7 +45,8 @@ def test_other_width_refused_and_partial_opt_in(tmp_path):
     ckpt = _save(src, tmp_path / 'se.pth')
     wide = dict(TINY, base_channels=16)
     dst = MODELS.build(dict(wide, type='SEResNet', init_cfg=dict(type='Pretrained', checkpoint=str(ckpt))))
-    with pytest.raises(PartialCheckpointError, match=r'another width or depth \(first mismatch: conv1.weight'):
+    expected = r'another width or depth \(first mismatch: conv1.weight'
+    with pytest.raises(PartialCheckpointError, match=expected):
         dst.init_weights()
     # Explicit opt-in: mmengine's partial load (nothing of matching shape is left out).
     dst = MODELS.build(dict(wide, type='SEResNet',
