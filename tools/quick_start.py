@@ -17,7 +17,6 @@ again, unless ``--force`` is given. Example::
 """
 import argparse
 import glob
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -32,11 +31,8 @@ from typing import List, Optional
 warnings.filterwarnings(
     'ignore', message='pkg_resources is deprecated', category=UserWarning)
 
-try:
-    import mmattn  # noqa: F401
-except ImportError:  # a source checkout that is not pip-installed
-    sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
-
+from mmattn.analysis.metafile import seed_spread  # noqa: E402
+from mmattn.analysis.summary import format_table, summarize_backbones  # noqa: E402
 from mmattn.datasets.toy_coco import generate_toy_coco  # noqa: E402
 
 TOOLS_DIR = osp.dirname(osp.abspath(__file__))
@@ -85,20 +81,14 @@ def parse_args():
         help='number of trainings run side by side (default: one per '
         'config, at most one per CPU core)')
     parser.add_argument(
+        '--seed',
+        type=int,
+        help='training seed (default: the configs\' randomness.seed)')
+    parser.add_argument(
         '--verbose',
         action='store_true',
         help='print the full logs of train.py and test.py')
     return parser.parse_args()
-
-
-def _load_tool(rel_path: str):
-    """Import a script under ``tools/`` as a module."""
-    path = osp.join(TOOLS_DIR, rel_path)
-    name = osp.splitext(osp.basename(path))[0]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _fmt_time(seconds: Optional[float]) -> str:
@@ -233,13 +223,17 @@ class Experiment:
     """One config: its work dir, final checkpoint and cached result."""
 
     def __init__(self, config: str, data_root: str, work_root: str,
-                 force: bool):
+                 force: bool, seed: Optional[int] = None):
         from mmengine.config import Config
         self.config = config
         self.name = osp.splitext(osp.basename(config))[0]
         self.cfg = Config.fromfile(config)
+        self.seed = seed
         self.tag = self.cfg.model.backbone.type
-        self.work_dir = osp.join(work_root, self.name)
+        # Runs with another seed get their own work dir, so that finished
+        # work of one seed is never reused for another.
+        suffix = '' if seed is None else f'_seed{seed}'
+        self.work_dir = osp.join(work_root, self.name + suffix)
         os.makedirs(self.work_dir, exist_ok=True)
         self.checkpoint = _final_checkpoint(self.cfg, self.work_dir)
         self.data_root = data_root.rstrip('/') + '/'
@@ -261,6 +255,8 @@ class Experiment:
             # Evaluation is done once, by tools/test.py afterwards.
             'val_cfg=None', 'val_dataloader=None', 'val_evaluator=None'
         ]
+        if self.seed is not None:
+            cmd.append(f'randomness.seed={self.seed}')
         return _Job(self.tag, cmd,
                     osp.join(self.work_dir, 'quick_start_train.log'))
 
@@ -337,25 +333,52 @@ def run_experiments(experiments: List[Experiment], num_parallel: int,
     return [exp.save() for exp in experiments]
 
 
+def _spread_cell(spread: Optional[dict], key: str) -> str:
+    if not spread or key not in spread:
+        return '-'
+    return f'{min(spread[key]):.3f}-{max(spread[key]):.3f}'
+
+
 def format_results(results: List[dict]) -> str:
-    """Side-by-side table of the results of :func:`run_config`."""
+    """Side-by-side table of the results of :func:`run_experiments`, with
+    the range of the box and mask AP over the seeds measured once (from the
+    metafile; '-' where none were)."""
     header = ('model', 'backbone', 'params (M)', 'backbone params (M)',
-              'box AP', 'AP50', 'mask AP', 'train time')
+              'box AP', 'AP50', 'mask AP', 'train time', 'box AP, seeds',
+              'mask AP, seeds')
     rows = []
     for res in results:
         metrics = res.get('metrics', {})
         aps = [metrics.get(key) for key in ('box_ap', 'box_ap50', 'mask_ap')]
+        spread = seed_spread(res['name'])
         rows.append((res['name'], res['backbone'],
                      f'{res["params"] / 1e6:.2f}',
                      f'{res["backbone_params"] / 1e6:.2f}',
                      *('-' if ap is None else f'{ap:.3f}' for ap in aps),
-                     _fmt_time(res.get('train_time'))))
+                     _fmt_time(res.get('train_time')),
+                     _spread_cell(spread, 'box AP'),
+                     _spread_cell(spread, 'mask AP')))
     widths = [max(len(h), *(len(r[i]) for r in rows))
               for i, h in enumerate(header)]
     fmt = '  '.join(f'{{:<{w}}}' for w in widths)
     lines = [fmt.format(*header), fmt.format(*('-' * w for w in widths))]
     lines.extend(fmt.format(*row) for row in rows)
     return '\n'.join(lines)
+
+
+def spread_note(results: List[dict]) -> str:
+    """Where the 'seeds' columns come from, and what they mean for a ranking."""
+    spreads = [seed_spread(res['name']) for res in results]
+    known = [sp for sp in spreads if sp]
+    if not known:
+        return ('\nNo seed spread is recorded for these configs: a difference '
+                'between two rows may be noise.')
+    sp = known[0]
+    return (f'\nThe "seeds" columns: lowest-highest AP over seeds '
+            f'{", ".join(map(str, sp["Seeds"]))} ({sp["Date"]}, '
+            f'`{sp["Command"]}`; configs/quickstart/README.md). These short '
+            'from-scratch runs are noise-dominated: differences within those '
+            'ranges are noise and do not rank the attention modules.')
 
 
 def main():
@@ -365,22 +388,21 @@ def main():
     work_root = osp.abspath(args.work_dir)
 
     if not args.skip_summary:
-        summary = _load_tool('analysis_tools/backbone_summary.py')
         print('== mmattn backbones', flush=True)
-        rows = summary.summarize_backbones(input_size=64)
-        print(summary.format_table(rows, 64), flush=True)
+        print(format_table(summarize_backbones(input_size=64), 64), flush=True)
 
     print(f'\n== toy COCO data in {data_root}', flush=True)
     generate_toy_coco(data_root, **TOY_DATA, verbose=True)
 
     experiments = [
-        Experiment(osp.abspath(config), data_root, work_root, args.force)
-        for config in args.configs
+        Experiment(osp.abspath(config), data_root, work_root, args.force,
+                   args.seed) for config in args.configs
     ]
     num_parallel = args.jobs or min(len(experiments), os.cpu_count() or 1)
     results = run_experiments(experiments, num_parallel, args.verbose)
     print('\n== results on the toy COCO val split (COCO AP@[.5:.95])')
     print(format_results(results))
+    print(spread_note(results))
     print(f'\nTotal wall time: {_fmt_time(time.time() - start)} '
           f'(work dirs under {work_root})')
 

@@ -80,3 +80,10 @@ def set_results(name: str, results: List[dict], index: str = MODEL_INDEX) -> str
                 write_metafile(data, path)
                 return path
     raise KeyError(f'no model named {name!r} in the metafiles of {index}')
+
+
+def seed_spread(name: str, index: str = MODEL_INDEX) -> Optional[dict]:
+    """The ``Seed Spread`` of model ``name`` (quick-start configs: the same training run with several
+    seeds, once: ``Seeds``, ``Command``, ``Date``, ``Commit`` and one AP list per metric), or None."""
+    model = models_by_name(index).get(name)
+    return None if model is None else model.get('Seed Spread')

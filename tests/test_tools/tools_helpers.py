@@ -6,9 +6,9 @@ training epoch on the four training images takes two iterations. Test
 modules import the fixtures they use from here.
 """
 import functools
+import importlib.util
 import os
 import os.path as osp
-import runpy
 import socket
 import subprocess
 import sys
@@ -82,9 +82,13 @@ def tiny_config(toy_data, tmp_path_factory):
 
 
 @functools.lru_cache(maxsize=None)
-def load_tool(rel_path: str) -> types.SimpleNamespace:
-    """The functions of the script ``tools/<rel_path>`` (run as a module, not as ``__main__``)."""
-    return types.SimpleNamespace(**runpy.run_path(osp.join(TOOLS_DIR, rel_path)))
+def load_tool(rel_path: str) -> types.ModuleType:
+    """The script ``tools/<rel_path>`` as a module (not run as ``__main__``)."""
+    path = osp.join(TOOLS_DIR, rel_path)
+    spec = importlib.util.spec_from_file_location(osp.splitext(osp.basename(path))[0], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def free_port() -> int:
