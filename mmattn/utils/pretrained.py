@@ -12,7 +12,8 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 
-from .checkpoint import load_checkpoint_file, mmengine_checkpoint_globals
+from .checkpoint import (CheckpointLoadError, is_refused_by_allow_list, load_checkpoint_file,
+                         mmengine_checkpoint_globals)
 
 _LISTED = 3  # keys listed per category in a summary
 # Tensors whose absence never matters (BN's step counter is not used in training or inference).
@@ -168,7 +169,16 @@ def check_pretrained(module: torch.nn.Module, init_cfg: dict, owner: str) -> Non
     if init_cfg.get('allow_partial') or not isinstance(path, str):
         return
     prefix = init_cfg.get('prefix')
-    ckpt_sd = select_prefix(extract_state_dict(load_any_checkpoint(path)), prefix)
+    try:
+        checkpoint = load_any_checkpoint(path)
+    except CheckpointLoadError as err:
+        if not is_refused_by_allow_list(err):
+            raise
+        raise CheckpointLoadError(
+            f'{owner}: {err} If you trust the file, convert it once with '
+            'tools/model_converters/official2mmattn.py SRC DST --trust-source (or timm2mmattn.py / '
+            'mmpretrain2mmattn.py) and set init_cfg.checkpoint to DST.') from None
+    ckpt_sd = select_prefix(extract_state_dict(checkpoint), prefix)
     check_coverage(
         module.state_dict(), ckpt_sd, prefix=prefix,
         source=f'{owner}: the Pretrained checkpoint {path} (init_cfg.checkpoint)',
