@@ -1,4 +1,5 @@
-"""Training-loop hooks of mmattn, registered in ``mmdet.registry.HOOKS`` on import.
+"""Training-loop hooks of mmattn, registered in mmengine's root ``HOOKS`` on import (so mmdet- and
+mmseg-scoped configs both find them).
 
 :func:`add_default_hooks` adds them to a config; ``tools/train.py`` does so for every run.
 """

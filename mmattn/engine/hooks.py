@@ -18,7 +18,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 from mmdet.engine.hooks import CheckInvalidLossHook
-from mmdet.registry import HOOKS
+from mmengine.registry import HOOKS
 from mmengine.hooks import Hook
 from mmengine.runner import BaseLoop, EpochBasedTrainLoop
 
