@@ -23,10 +23,15 @@ DETECTOR_ORDER = ('FasterRCNN', 'RetinaNet', 'MaskRCNN')
 
 
 # ----------------------------------------------------------------------------- reading work dirs
+def _read_text(path: str) -> str:
+    with open(path, encoding='utf-8', errors='replace') as f:
+        return f.read()
+
+
 def read_json_lines(path: str) -> List[dict]:
-    """Records of a JSON-lines file (a single JSON document is accepted too); broken lines skipped."""
-    with open(path, encoding='utf-8') as f:
-        text = f.read()
+    """Records of a JSON-lines file (a single JSON document is accepted too); broken lines skipped
+    (:func:`json_lines_problem` says whether they make the file corrupt)."""
+    text = _read_text(path)
     try:
         obj = json.loads(text)
         return [obj] if isinstance(obj, dict) else [o for o in obj if isinstance(o, dict)]
@@ -40,10 +45,37 @@ def read_json_lines(path: str) -> List[dict]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError:
-            continue  # a line cut off by a crash
+            continue  # a line cut off by a crash, or a corrupt one
         if isinstance(obj, dict):
             records.append(obj)
     return records
+
+
+def json_lines_problem(path: str) -> Optional[str]:
+    """Why a JSON-lines log is corrupt, or None. A cut-off last line (what a run killed while writing
+    leaves) is not corruption; bytes that are not UTF-8 or a broken line before the last one are."""
+    with open(path, 'rb') as f:
+        raw = f.read()
+    try:
+        text = raw.decode('utf-8')
+    except UnicodeDecodeError as err:
+        return f'{path} is corrupt: not UTF-8 text ({err.reason} at byte {err.start})'
+    try:
+        json.loads(text)
+        return None
+    except json.JSONDecodeError:
+        pass
+    numbered = [(i + 1, line.strip()) for i, line in enumerate(text.splitlines()) if line.strip()]
+    bad = []
+    for number, line in numbered[:-1]:
+        try:
+            json.loads(line)
+        except json.JSONDecodeError:
+            bad.append(number)
+    if bad:
+        return (f'{path} is corrupt: {len(bad)} of {len(numbered)} lines are not JSON (first: line '
+                f'{bad[0]})')
+    return None
 
 
 def _metric_prefix(record: dict) -> Optional[str]:
@@ -82,26 +114,37 @@ def find_work_dirs(roots: Sequence[str], max_depth: int = 4) -> List[str]:
     return sorted(set(found))
 
 
-def evaluations(work_dir: str) -> List[dict]:
-    """Every evaluation of ``work_dir``: dicts with run, kind ('val'/'test'), step, metrics."""
-    evals = []
+def _log_files(work_dir: str) -> List[tuple]:
+    """``(run, kind, path)`` of the validation logs and tools/test.py results of ``work_dir``."""
+    files = []
     for run in sorted(d for d in os.listdir(work_dir) if TIMESTAMP.match(d)):
         run_dir = osp.join(work_dir, run)
         scalars = osp.join(run_dir, 'vis_data', 'scalars.json')
         if not osp.isfile(scalars):  # older layouts: only vis_data/<run>.json
             scalars = osp.join(run_dir, 'vis_data', f'{run}.json')
         if osp.isfile(scalars):
-            for i, rec in enumerate(read_json_lines(scalars)):
-                metrics = extract_metrics(rec)
-                if metrics:
-                    evals.append(dict(run=run, kind='val', step=rec.get('step'), order=i, metrics=metrics))
+            files.append((run, 'val', scalars))
         test_json = osp.join(run_dir, f'{run}.json')
         if osp.isfile(test_json):
-            for i, rec in enumerate(read_json_lines(test_json)):
-                metrics = extract_metrics(rec)
-                if metrics:
-                    evals.append(dict(run=run, kind='test', step=None, order=i, metrics=metrics))
+            files.append((run, 'test', test_json))
+    return files
+
+
+def evaluations(work_dir: str) -> List[dict]:
+    """Every evaluation of ``work_dir``: dicts with run, kind ('val'/'test'), step, metrics."""
+    evals = []
+    for run, kind, path in _log_files(work_dir):
+        for i, rec in enumerate(read_json_lines(path)):
+            metrics = extract_metrics(rec)
+            if metrics:
+                evals.append(dict(run=run, kind=kind, step=rec.get('step') if kind == 'val' else None,
+                                  order=i, metrics=metrics))
     return evals
+
+
+def log_problems(work_dir: str) -> List[str]:
+    """:func:`json_lines_problem` of every log of ``work_dir`` that is corrupt."""
+    return [p for p in (json_lines_problem(path) for _, _, path in _log_files(work_dir)) if p]
 
 
 def dumped_config(work_dir: str) -> Optional[str]:
@@ -142,10 +185,13 @@ def collect(roots: Sequence[str], select: str = 'last', allow_partial: bool = Fa
     for work_dir in find_work_dirs(roots):
         evals = evaluations(work_dir)
         cfg_path = dumped_config(work_dir)
+        problems = log_problems(work_dir)
         if not evals or cfg_path is None:
-            print(f'skip {work_dir}: ' + ('no evaluation results' if not evals else 'no dumped config'),
-                  file=sys.stderr)
+            why = 'no dumped config' if evals else '; '.join(problems) or 'no evaluation results'
+            print(f'skip {work_dir}: {why}', file=sys.stderr)
             continue
+        for problem in problems:
+            print(f'warning: {problem}; results read from its readable lines', file=sys.stderr)
         tests = [e for e in evals if e['kind'] == 'test']
         if select == 'best':
             chosen = max(evals, key=lambda e: e['metrics'].get('AP', -1))
