@@ -7,10 +7,10 @@ continue exactly where the checkpoint left off.
   optimizer step (which catches a non-finite gradient without ``clip_grad``). The run stops before the
   checkpoint hook of that iteration, so no non-finite checkpoint is written.
 * :class:`RandomStateHook` saves the random states that training draws from (torch, numpy, Python's
-  ``random``, CUDA when in use, and the seed of the data sampler) with every checkpoint and restores
-  them on ``--resume``, so a resumed epoch-based run continues bit-identically. Validation runs on a
-  copy of the states, so it does not shift the training stream and the result does not depend on
-  whether the run was interrupted before or after a validation.
+  ``random``, CUDA when in use, and the seed of the data sampler; of every rank) with every checkpoint
+  and restores them on ``--resume``, so a resumed epoch-based run continues bit-identically.
+  Validation runs on a copy of the states, so it does not shift the training stream and the result
+  does not depend on whether the run was interrupted before or after a validation.
 """
 import random
 from typing import Any, Dict, Optional
@@ -135,23 +135,33 @@ class RandomStateHook(Hook):
     """Save the random states with every checkpoint; restore them when training resumes from one.
 
     The states are restored in ``before_train``, after the model, optimizer and schedulers are resumed
-    and before the first epoch's data are drawn: an epoch-based run continues bit-identically. An
-    iteration-based run re-draws the skipped batches of the interrupted epoch after that point, so it
-    continues with the saved seeds but not bit-identically. With ``randomness.diff_rank_seed=True``
-    the ranks draw different streams, which a checkpoint (written by rank 0) does not hold; they are
-    then not restored.
+    and before the first epoch's data are drawn: an epoch-based run continues bit-identically. In a
+    distributed run the states of every rank are gathered at the end of each epoch (the checkpoint is
+    written by rank 0 only) and each rank gets its own back. An iteration-based run re-draws the
+    skipped batches of the interrupted epoch after that point, so it continues with the saved states
+    but not bit-identically; checkpoints saved between epochs of a distributed run hold rank 0's
+    states only.
     """
-    # Last: other hooks' before_train and before_val run first; the states are restored after them.
-    priority = 'LOWEST'
+    # Before CheckpointHook (VERY_LOW) at the end of an epoch; after the other hooks' before_train.
+    priority = 'LOW'
 
     def __init__(self) -> None:
         self._pending: Optional[Dict[str, Any]] = None
         self._pending_iter: Optional[int] = None
         self._train_state: Optional[Dict[str, Any]] = None
+        self._rank_states: Optional[tuple] = None  # (iteration, [state of each rank])
+
+    def after_train_epoch(self, runner) -> None:
+        if runner.world_size > 1:
+            from mmengine.dist import all_gather_object
+            self._rank_states = (runner.iter, all_gather_object(capture_random_state(runner)))
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         # During validation (best-checkpoint saving) the training states are the ones set aside.
-        checkpoint['random_state'] = self._train_state or capture_random_state(runner)
+        state = dict(self._train_state or capture_random_state(runner))
+        if self._rank_states is not None and self._rank_states[0] == runner.iter:
+            state['ranks'] = self._rank_states[1]
+        checkpoint['random_state'] = state
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         self._pending = checkpoint.get('random_state')
@@ -162,10 +172,14 @@ class RandomStateHook(Hook):
         # load_from (fine-tuning) starts at iteration 0; only a resumed run continues the states.
         if state is None or runner.iter == 0 or runner.iter != self._pending_iter:
             return
-        if (getattr(runner, '_randomness_cfg', None) or {}).get('diff_rank_seed') and runner.world_size > 1:
-            runner.logger.warning('diff_rank_seed=True: the random states of the ranks are not in the '
-                                  'checkpoint and are not restored; the resumed run is not bit-identical.')
-            return
+        ranks = state.get('ranks')
+        if ranks is not None and len(ranks) == runner.world_size:
+            state = ranks[runner.rank]
+        elif runner.world_size > 1 or ranks is not None:
+            runner.logger.warning(
+                f'The checkpoint holds the random states of {len(ranks) if ranks else 1} process(es), this '
+                f'run has {runner.world_size}: every rank continues from rank 0\'s states, so the resumed '
+                'run is not bit-identical to an uninterrupted one.')
         restore_random_state(state, runner)
         runner.logger.info(f'Restored the random states of iteration {runner.iter} from the checkpoint.')
 
