@@ -1,6 +1,9 @@
-"""Test (and evaluate) a detector checkpoint with MMDetection 3.x.
+"""Test (and evaluate) a detector (MMDetection 3.x) or segmentor (MMSegmentation 1.x) checkpoint.
 
-The arguments and behaviour follow ``tools/test.py`` of MMDetection 3.3.0.
+The arguments and behaviour follow ``tools/test.py`` of MMDetection 3.3.0;
+for a segmentation config (``default_scope='mmseg'``, the ``seg`` extra)
+``--show``/``--show-dir`` and ``--tta`` work as in MMSegmentation's, and
+``--out`` dumps the segmentation results.
 Like ``tools/train.py`` it imports ``mmattn.models``, loads the checkpoint
 with ``torch.load(weights_only=True)`` (a checkpoint cannot run code), checks
 the config and checkpoint path before building the runner and runs
@@ -11,8 +14,10 @@ is refused instead of evaluating a partly random model, unless
 
 Example::
 
-    python tools/test.py configs/quickstart/mask-rcnn_se-r50_fpn_toy.py \
-        work_dirs/mask-rcnn_se-r50_fpn_toy/iter_1200.pth
+    python tools/test.py configs/quickstart/mask-rcnn_se-r50_fpn_toy-coco.py \
+        work_dirs/mask-rcnn_se-r50_fpn_toy-coco/epoch_6.pth
+    python tools/test.py configs/quickstart/pspnet_sa-r50-d8_toy-seg.py \
+        work_dirs/pspnet_sa-r50-d8_toy-seg/iter_400.pth
 """
 import argparse
 import os
@@ -37,6 +42,7 @@ from mmattn.utils.pretrained import (PartialCheckpointError, check_coverage,  # 
                                      model_state_for_checkpoint)
 from mmdet.engine.hooks.utils import trigger_visualization_hook  # noqa: E402
 from mmdet.evaluation import DumpDetResults  # noqa: E402
+from mmengine.evaluator import DumpResults  # noqa: E402
 from mmdet.utils import setup_cache_size_limit_of_dynamo  # noqa: E402
 
 
@@ -117,8 +123,38 @@ def default_tta_pipeline(test_pipeline: list) -> list:
     return steps + [dict(type='TestTimeAug', transforms=[flips, [pack]])]
 
 
+def is_segmentation(cfg: Config) -> bool:
+    """A config of MMSegmentation (its runtime sets ``default_scope='mmseg'``)."""
+    return cfg.get('default_scope') == 'mmseg'
+
+
+def trigger_seg_visualization_hook(cfg: Config, args) -> Config:
+    """``--show``/``--show-dir`` for a segmentation config, as MMSegmentation's
+    test.py (its ``SegVisualizationHook`` draws, the visualizer saves), but for
+    every test image instead of every 50th (the hook's default interval)."""
+    hook = cfg.default_hooks.get('visualization')
+    if hook is None:
+        raise ConfigCheckError(
+            '--show/--show-dir need default_hooks.visualization (mmseg\'s '
+            "dict(type='SegVisualizationHook')) in the config.")
+    hook['draw'] = True
+    hook['interval'] = 1
+    if args.show:
+        hook['show'] = True
+        hook['wait_time'] = args.wait_time
+    if args.show_dir:
+        cfg.visualizer['save_dir'] = args.show_dir
+    return cfg
+
+
 def enable_tta(cfg: Config) -> None:
-    """Wrap the model with ``DetTTAModel`` and use the TTA test pipeline."""
+    """Wrap the model with ``DetTTAModel`` and use the TTA test pipeline (for
+    a segmentation config: its ``tta_model`` and ``tta_pipeline``)."""
+    if is_segmentation(cfg) and 'tta_pipeline' not in cfg:
+        raise ConfigCheckError(
+            '--tta with a segmentation config needs tta_pipeline in the config '
+            '(mmseg\'s dataset configs define one, e.g. multi-scale resize '
+            'and flip); add it, or test without --tta.')
     if 'tta_model' not in cfg:
         warnings.warn('Cannot find ``tta_model`` in config, '
                       'we will set it as default.')
@@ -160,10 +196,9 @@ def main():
     # testing speed.
     setup_cache_size_limit_of_dynamo()
 
-    cfg = load_config(args.config, args.launcher, args.cfg_options,
-                      args.work_dir)
-
     try:
+        cfg = load_config(args.config, args.launcher, args.cfg_options,
+                          args.work_dir)
         check_checkpoint_path(args.checkpoint, 'the checkpoint argument')
         if args.out is not None and \
                 not args.out.endswith(('.pkl', '.pickle')):
@@ -181,11 +216,14 @@ def main():
         sys.exit(f'{osp.basename(__file__)}: error: {e}')
     cfg.load_from = args.checkpoint
 
-    if args.show or args.show_dir:
-        cfg = trigger_visualization_hook(cfg, args)
-
-    if args.tta:
-        enable_tta(cfg)
+    try:
+        if args.show or args.show_dir:
+            cfg = trigger_seg_visualization_hook(cfg, args) \
+                if is_segmentation(cfg) else trigger_visualization_hook(cfg, args)
+        if args.tta:
+            enable_tta(cfg)
+    except ConfigCheckError as e:
+        sys.exit(f'{osp.basename(__file__)}: error: {e}')
 
     try:
         with safe_checkpoint_loading():
@@ -195,8 +233,9 @@ def main():
 
             # add `DumpResults` dummy metric
             if args.out is not None:
+                dump = DumpResults if is_segmentation(cfg) else DumpDetResults
                 runner.test_evaluator.metrics.append(
-                    DumpDetResults(out_file_path=args.out))
+                    dump(out_file_path=args.out))
 
             # start testing
             runner.test()

@@ -1,7 +1,10 @@
-"""Train a detector with MMDetection 3.x and the mmattn attention backbones.
+"""Train a detector (MMDetection 3.x) or a segmentor (MMSegmentation 1.x) with the mmattn attention
+backbones.
 
-The arguments and behaviour follow ``tools/train.py`` of MMDetection 3.3.0.
-In addition this script
+The arguments and behaviour follow ``tools/train.py`` of MMDetection 3.3.0
+(MMSegmentation's is the same runner; a segmentation config, with its
+``default_scope='mmseg'``, needs the ``seg`` extra, which the error for a
+missing mmseg names). In addition this script
 
 * imports ``mmattn.models``, so configs find the mmattn backbones even
   without ``custom_imports``, from any working directory;
@@ -21,7 +24,8 @@ In addition this script
 
 Example::
 
-    python tools/train.py configs/quickstart/mask-rcnn_se-r50_fpn_toy.py
+    python tools/train.py configs/quickstart/mask-rcnn_se-r50_fpn_toy-coco.py
+    python tools/train.py configs/quickstart/pspnet_sa-r50-d8_toy-seg.py
 """
 import argparse
 import os
@@ -139,7 +143,10 @@ def main():
     # training speed.
     setup_cache_size_limit_of_dynamo()
 
-    cfg = build_cfg(args)
+    try:
+        cfg = build_cfg(args)
+    except ConfigCheckError as e:
+        sys.exit(f'{osp.basename(__file__)}: error: {e}')
     add_default_hooks(cfg)
     try:
         if args.resume == 'auto':

@@ -46,7 +46,52 @@ def _data_hint(path: str) -> str:
         hint = ('Generate the toy dataset with `python '
                 f'tools/misc/make_toy_coco.py --out {root}` (add --force to '
                 'rewrite broken files). ' + hint)
+    elif 'toy_seg' in path:
+        root = path.split('toy_seg')[0] + 'toy_seg'
+        hint = ('Generate the toy segmentation dataset with `python '
+                f'tools/misc/make_toy_seg.py --out {root}` (add --force to '
+                'rewrite broken files). ' + hint)
     return hint
+
+
+# mmseg is the optional `seg` extra of mmattn; this says how to get it.
+SEG_EXTRA_HINT = ('MMSegmentation is the `seg` extra of mmattn: install it with '
+                  '`pip install -r requirements/seg.txt` (or `pip install -e .[seg]` '
+                  'in the mmattn checkout); `python3 tools/bootstrap.py setup` '
+                  'installs it too.')
+
+
+def check_seg_extra(config: str, cfg=None, error: Optional[BaseException] = None) -> None:
+    """Fail with the install command when a segmentation config is used without mmseg.
+
+    Args:
+        config (str): The config path, for the message.
+        cfg (Config, optional): The loaded config; an ``mmseg`` default scope
+            needs mmseg.
+        error (Exception, optional): What loading the config raised; mmengine
+            raises ``ModuleNotFoundError`` for a ``_base_ = 'mmseg::...'``
+            without mmseg.
+
+    Raises:
+        ConfigCheckError: If the config needs mmseg and it is not importable.
+    """
+    if error is not None:
+        if isinstance(error, ModuleNotFoundError) and \
+                'mmsegmentation' in str(error):
+            raise ConfigCheckError(
+                f'{config} inherits MMSegmentation configs (`mmseg::`), but '
+                f'mmsegmentation is not installed. {SEG_EXTRA_HINT}') from None
+        return
+    if cfg is None or cfg.get('default_scope') != 'mmseg':
+        return
+    try:
+        import mmseg  # noqa: F401
+    except ModuleNotFoundError as e:
+        if e.name != 'mmseg':
+            raise
+        raise ConfigCheckError(
+            f'{config} is a segmentation config (default_scope=\'mmseg\'), but '
+            f'mmsegmentation is not installed. {SEG_EXTRA_HINT}') from None
 
 
 def _iter_datasets(dataset_cfg, key: str) -> Iterator[Tuple[dict, str]]:
@@ -60,8 +105,36 @@ def _iter_datasets(dataset_cfg, key: str) -> Iterator[Tuple[dict, str]]:
     if 'datasets' in dataset_cfg:
         for i, sub in enumerate(dataset_cfg['datasets']):
             yield from _iter_datasets(sub, f'{key}.datasets[{i}]')
-    if 'ann_file' in dataset_cfg:
+    if 'ann_file' in dataset_cfg or _is_seg_dataset(dataset_cfg):
         yield dataset_cfg, key
+
+
+def _is_seg_dataset(dataset_cfg: dict) -> bool:
+    """An mmseg dataset that lists image and label-map folders (no ann_file)."""
+    prefix = dataset_cfg.get('data_prefix') or {}
+    return isinstance(prefix, dict) and 'seg_map_path' in prefix and \
+        not dataset_cfg.get('ann_file')
+
+
+def _check_seg_folders(dataset_cfg: dict, key: str, needs_gt: bool) -> None:
+    """The image and label-map folders of an mmseg dataset exist and hold files."""
+    prefix = dataset_cfg['data_prefix']
+    folders = [('img_path', 'img_suffix', '.jpg')]  # mmseg's BaseSegDataset defaults
+    if needs_gt:
+        folders.append(('seg_map_path', 'seg_map_suffix', '.png'))
+    for name, suffix_key, default_suffix in folders:
+        folder = _join(dataset_cfg.get('data_root'), prefix.get(name) or '')
+        if not folder or _is_remote(folder):
+            continue
+        if not osp.isdir(folder):
+            raise ConfigCheckError(
+                f'Folder {folder} (from {key}.data_root and '
+                f'{key}.data_prefix.{name}) does not exist. ' + _data_hint(folder))
+        suffix = dataset_cfg.get(suffix_key, default_suffix)
+        if not any(f.endswith(suffix) for f in os.listdir(folder)):
+            raise ConfigCheckError(
+                f'Folder {folder} (from {key}.data_prefix.{name}) holds no file '
+                f'ending in {key}.{suffix_key}={suffix!r}. ' + _data_hint(folder))
 
 
 def _join(root: Optional[str], path: str) -> str:
@@ -314,6 +387,9 @@ def check_dataset(dataset_cfg: dict, key: str, split: str = 'train',
     for ds_cfg, ds_key in _iter_datasets(dataset_cfg, key):
         if ds_cfg.get('backend_args'):
             continue  # a remote file backend; cannot check locally
+        if _is_seg_dataset(ds_cfg):
+            _check_seg_folders(ds_cfg, ds_key, needs_gt or split == 'train')
+            continue
         ann_file = _join(ds_cfg.get('data_root'), ds_cfg.get('ann_file', ''))
         if not ann_file or _is_remote(ann_file):
             continue
@@ -440,19 +516,22 @@ def mmattn_backbones() -> List[str]:
 def check_model_types(cfg) -> None:
     """Check that every model component type in ``cfg.model`` is registered.
 
-    Only the ``mmdet`` scope is checked (the scope of all mmattn configs);
+    The ``mmdet`` and ``mmseg`` scopes are checked (those of mmattn's configs);
     configs of other scopes are left to the registry.
 
     Raises:
         ConfigCheckError: For the first unknown type, naming the config key,
             close matches and the mmattn backbones.
     """
-    from mmdet.registry import MODELS
     model_cfg = cfg.get('model')
     if not isinstance(model_cfg, dict):
         return
     scope = model_cfg.get('_scope_', cfg.get('default_scope', 'mmdet'))
-    if scope != 'mmdet':
+    if scope == 'mmdet':
+        from mmdet.registry import MODELS
+    elif scope == 'mmseg':
+        from mmseg.registry import MODELS
+    else:
         return
     for type_name, key in _iter_model_types(model_cfg, 'model'):
         if MODELS.get(type_name) is not None:
@@ -465,7 +544,7 @@ def check_model_types(cfg) -> None:
             'none registered - is `mmattn.models` importable?'
         raise ConfigCheckError(
             f'Unknown type {type_name!r} at {key} in the config: it is not '
-            f'registered in mmdet.registry.MODELS.{suggestion} Backbones '
+            f'registered in {scope}.registry.MODELS.{suggestion} Backbones '
             f'provided by mmattn: {ours}. If the type comes from another '
             'package, add that package to the config, e.g. custom_imports = '
             "dict(imports=['my_package.models'], allow_failed_imports=False)."

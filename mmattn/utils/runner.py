@@ -10,9 +10,20 @@ from .dist_utils import setup_cpu_distributed
 
 def load_config(config: str, launcher: str, cfg_options: Optional[dict] = None, work_dir: Optional[str] = None):
     """Load ``config`` and apply ``--launcher``, ``--cfg-options`` and the work dir, whose priority is
-    command line > config > ``./work_dirs/<config name>`` (as in mmdet)."""
+    command line > config > ``./work_dirs/<config name>`` (as in mmdet).
+
+    Raises:
+        ConfigCheckError: for a segmentation config without mmseg installed, saying how to install it.
+    """
     from mmengine.config import Config
-    cfg = Config.fromfile(config)
+
+    from .config_check import check_seg_extra
+    try:
+        cfg = Config.fromfile(config)
+    except ModuleNotFoundError as e:
+        check_seg_extra(config, error=e)
+        raise
+    check_seg_extra(config, cfg)
     cfg.launcher = launcher
     if cfg_options is not None:
         cfg.merge_from_dict(cfg_options)
