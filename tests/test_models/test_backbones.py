@@ -292,7 +292,7 @@ def test_cbam_spatial_bn_starts_at_zero_after_init_weights():
     (lambda: EPSANet(50, dcn=dict(type='DCN'), stage_with_dcn=(False, True, True, True)), ValueError,
      r'dcn cannot be used'),
     (lambda: SEResNet(50, style='tensorflow'), AssertionError, None),  # mmdet's bare asserts
-    (lambda: SEResNet(50, num_stages=5), AssertionError, None),
+    (lambda: SEResNet(50, num_stages=5), ValueError, r'SEResNet: num_stages=5 must be 1, 2, 3 or 4'),
     (lambda: SEResNet(18, plugins=[dict(cfg=dict(type='SE'), position='after_conv3')]), ValueError,
      r"plugin position 'after_conv3' is not supported"),
 ])
