@@ -8,6 +8,7 @@ from torch import nn
 
 import mmattn.models  # noqa: F401  registers the backbones
 from mmattn.engine import NonFiniteCheckHook, NonFiniteTrainingError
+from mmattn.fused import fused
 from mmdet.registry import MODELS
 
 # mmdet's defaults: zero_init_residual=True, no pretrained weights. The last norm of every block starts
@@ -23,9 +24,16 @@ FAMILIES = {
 }
 
 
-# Batch 1 in train mode (BN over one sample) for SGE, whose group statistics have no spread there.
-@pytest.mark.parametrize('family, batch', [(f, 2) for f in sorted(FAMILIES)] + [('SGEResNet', 1)])
-def test_from_scratch_step_has_finite_gradients(family, batch):
+# Every family with the default (fast) path; SGE, whose group statistics have no spread at the start,
+# also with the plain layers and at batch 1 in train mode.
+@pytest.mark.parametrize('family, batch, fast', [(f, 2, None) for f in sorted(FAMILIES)] +
+                         [('SGEResNet', 2, False), ('SGEResNet', 1, None), ('SGEResNet', 1, False)])
+def test_from_scratch_step_has_finite_gradients(family, batch, fast):
+    with fused(fast):
+        _check_finite_step(family, batch)
+
+
+def _check_finite_step(family, batch):
     torch.manual_seed(0)
     cfg = dict(type=family, depth=50, base_channels=16, num_stages=2, strides=(1, 2), dilations=(1, 1),
                out_indices=(0, 1), norm_eval=False)
