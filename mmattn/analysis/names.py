@@ -10,17 +10,15 @@ DETECTOR_LABELS = {'FasterRCNN': 'Faster R-CNN', 'MaskRCNN': 'Mask R-CNN', 'Reti
 def backbone_types(with_reference: bool = True) -> List[str]:
     """Registry names of mmattn's per-paper backbones, in registration order.
 
-    Every subclass of :class:`~mmattn.models.backbones.AttentionResNet` registered in mmdet's
-    ``MODELS`` counts, except the generic ``AttentionResNet`` itself (it needs an ``attention``
-    config). A new backbone class appears here once it is registered. ``with_reference`` puts mmdet's
-    plain ``ResNet`` first.
+    The backbones :func:`mmattn.utils.config_check.mmattn_backbones` finds in mmdet's ``MODELS``,
+    except the generic ``AttentionResNet`` (it needs an ``attention`` config): a new backbone class
+    appears here once it is registered. ``with_reference`` puts mmdet's plain ``ResNet`` first.
     """
     import mmattn.models  # noqa: F401  (registers the backbones)
-    from mmattn.models.backbones import AttentionResNet
+    from mmattn.utils.config_check import mmattn_backbones
     from mmdet.registry import MODELS
-    names = [name for name, cls in MODELS.module_dict.items()
-             if isinstance(cls, type) and issubclass(cls, AttentionResNet) and cls is not AttentionResNet]
-    return ([REFERENCE] if with_reference else []) + names
+    ours = set(mmattn_backbones()) - {'AttentionResNet'}
+    return ([REFERENCE] if with_reference else []) + [name for name in MODELS.module_dict if name in ours]
 
 
 def backbone_label(btype: str, depth: Optional[int] = None, short: bool = False) -> str:
