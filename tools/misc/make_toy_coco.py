@@ -6,8 +6,9 @@ Example::
         --num-train 600 --num-val 100 --size 128 --seed 0
 """
 import argparse
-import os.path as osp
 import sys
+
+from mmattn.datasets.toy_coco import generate_toy_coco, summarize
 
 
 def parse_args():
@@ -37,13 +38,6 @@ def parse_args():
 
 def main():
     args = parse_args()
-    try:
-        from mmattn.datasets.toy_coco import generate_toy_coco, summarize
-    except ImportError:
-        # Running from a source checkout without ``pip install -e .``.
-        sys.path.insert(0, osp.join(osp.dirname(osp.abspath(__file__)),
-                                    '..', '..'))
-        from mmattn.datasets.toy_coco import generate_toy_coco, summarize
     try:
         result = generate_toy_coco(
             args.out,
