@@ -32,8 +32,8 @@ def interleaved_rounds(steps: Dict[str, Callable[[], object]], device: torch.dev
             at least one).
     """
     if rounds < 1 or iters < 1 or warmup < 0:
-        raise ValueError(f'interleaved_rounds: need rounds >= 1, iters >= 1, warmup >= 0; got rounds={rounds}, '
-                         f'iters={iters}, warmup={warmup}')
+        raise ValueError(f'interleaved_rounds: need rounds >= 1, iters >= 1, warmup >= 0; got '
+                         f'rounds={rounds}, iters={iters}, warmup={warmup}')
     names = list(steps)
     for name in names:
         for _ in range(warmup):
