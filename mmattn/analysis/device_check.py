@@ -389,20 +389,34 @@ def _speed_steps(models: Dict[str, nn.Module], device: torch.device, batch: torc
 
 def speed_group(models: Dict[str, nn.Module], device: torch.device, size: Sequence[int], precision: str,
                 mode: str, rounds: int, iters: int, warmup: int, deadline: Optional[float]) -> List[dict]:
-    """Rows of one speed group (all models at one size, precision and mode)."""
+    """Rows of one speed group (all models at one size, precision and mode). A model whose step raises
+    gets a row with the error instead of figures (ResNet-50's error fails the group)."""
     b, h, w = size
     batch = torch.randn(b, 3, h, w, device=device)
     steps = _speed_steps(models, device, batch, precision, mode)
+    rows = []
+    for name, step in list(steps.items()):
+        try:
+            step()
+        except Exception as err:  # reported in the table, e.g. a fused form that fails on this device
+            family, _, variant = name.partition('/')
+            message = f'{type(err).__name__}: {err}'.splitlines()[0]
+            rows.append(dict(size=f'{b}x{h}x{w}', precision=precision, mode=mode, model=family,
+                             variant=variant or 'plain', error=message))
+            del steps[name]
+            if device.type == 'cuda':
+                torch.cuda.empty_cache()
+    if 'resnet' not in steps:
+        raise RuntimeError(f'ResNet-50 baseline failed: {rows[0]["error"]}')
     times = interleaved_rounds(steps, device, rounds, iters, warmup, deadline)
     memory = {name: peak_memory(step, device) for name, step in steps.items()}
     base = times['resnet']
-    rows = []
     for name, series in times.items():
         family, _, variant = name.partition('/')
         row = dict(size=f'{b}x{h}x{w}', precision=precision, mode=mode, model=family,
                    variant=variant or 'plain', ms=1e3 * sorted(series)[len(series) // 2], rounds=len(series),
                    vs_resnet=paired_ratio(base, series))
-        if variant == 'fused':
+        if variant == 'fused' and f'{family}/plain' in times:
             row['fused_vs_plain'] = paired_ratio(times[f'{family}/plain'], series)
         if memory[name] is not None:
             row['peak_mb'] = memory[name] / 2**20
@@ -477,6 +491,8 @@ def markdown(report: dict) -> str:
                      + ' | '.join(cells[key].get(m, '') for m in MODES) + ' |')
     for note in report.get('skipped_sections', []):
         lines.append(f'\n- skipped: {note}')
+    for note in report.get('errors', []):
+        lines.append(f'\n- **error**: {note}')
     if report['speed']:
         lines += ['', '## Speed and memory (ResNet-50 per family; NCHW)', '',
                   'Ratios: median over rounds of per-round ratios [lowest, highest]; speed > 1 = faster. '
@@ -484,6 +500,10 @@ def markdown(report: dict) -> str:
                   '| size | precision | mode | model | variant | ms/iter | speed vs ResNet-50 '
                   '| fused vs plain | peak MB | memory vs ResNet-50 |', '|---' * 10 + '|']
         for r in report['speed']:
+            if 'error' in r:
+                lines.append(f"| {r['size']} | {r['precision']} | {r['mode']} | {r['model']} | "
+                             f"{r['variant']} | **error**: {r['error']} | | | | |")
+                continue
             fused_vs_plain = _fmt_ratio(r['fused_vs_plain']) if 'fused_vs_plain' in r else ''
             memory = (f"{r['peak_mb']:.0f} | {r['mem_vs_resnet']:.2f}" if 'peak_mb' in r else 'n/a | n/a')
             lines.append(f"| {r['size']} | {r['precision']} | {r['mode']} | {r['model']} | {r['variant']} | "
@@ -497,11 +517,13 @@ def markdown(report: dict) -> str:
 def verdict(report: dict, device_type: str) -> dict:
     """Whether the fused paths may be the default on this device: correct everywhere they were checked and
     not slower (fused vs plain median >= 0.98) in any speed group measured."""
-    failed = sorted({f"{r['kind']} {r['name']}" for r in report['correctness'] if r['status'] == 'fail'})
-    fused_rows = [r for r in report['speed'] if r.get('variant') == 'fused']
+    failed = {f"{r['kind']} {r['name']}" for r in report['correctness'] if r['status'] == 'fail'}
+    failed = sorted(failed | {f"{r['model']} ({r['variant']} run: {r['error']})"
+                              for r in report['speed'] if 'error' in r})
+    fused_rows = [r for r in report['speed'] if r.get('variant') == 'fused' and 'fused_vs_plain' in r]
     slower = sorted({f"{r['model']} ({r['precision']} {r['mode']} {r['size']}: {r['fused_vs_plain'][0]:.2f})"
                      for r in fused_rows if r['fused_vs_plain'][0] < 0.98})
-    complete = report['meta']['finished'] and bool(fused_rows)
+    complete = report['meta']['finished'] and bool(fused_rows) and not report['errors']
     ok = not failed and not slower and complete
     why = []
     if failed:
@@ -512,8 +534,9 @@ def verdict(report: dict, device_type: str) -> dict:
         why.append('the check did not finish every section')
     if report['meta']['preset'] == 'smoke':
         return dict(fused_default_ok=False, failed=failed, slower=[],
-                    text='Preset smoke: a test that every path runs (incorrect: ' + (', '.join(failed) or 'none')
-                    + '); its sizes are too small for its speed figures to decide anything.')
+                    text='Preset smoke: a test that every path runs (incorrect: '
+                    + (', '.join(failed) or 'none') + '); its sizes are too small for its speed figures to '
+                    'decide anything.')
     text = (f'Fused paths on {device_type}: ' + ('correct and not slower anywhere measured: they may be on '
             'by default here.' if ok else 'keep the plain formulas by default (' + '; '.join(why) + ').'))
     return dict(fused_default_ok=ok, failed=failed, slower=slower, text=text)
@@ -593,7 +616,7 @@ def run_check(args: argparse.Namespace) -> dict:
                             command=args.command, threads=torch.get_num_threads(),
                             time_budget_s=args.time_budget, finished=False, elapsed_s=0.0, sections_s={}),
                   tolerances=dict(atol=ATOL, error_factor=ERROR_FACTOR), correctness=[], speed=[],
-                  skipped_sections=[])
+                  skipped_sections=[], errors=[])
     if device.type == 'cuda':
         report['meta'].update(cudnn_allow_tf32=torch.backends.cudnn.allow_tf32,
                               matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32,
@@ -607,9 +630,16 @@ def run_check(args: argparse.Namespace) -> dict:
         report['skipped_sections'].append(f'{what} (time budget {args.time_budget:g} s)')
         return False
 
-    def timed(kind: str, fn):
+    def timed(kind: str, fn, what: str) -> list:
+        """``fn()``'s rows; an exception is recorded (the check goes on with the next part)."""
         t0 = time.monotonic()
-        out = fn()
+        try:
+            out = fn()
+        except Exception as err:
+            report['errors'].append(f'{what}: {type(err).__name__}: {err}'.splitlines()[0])
+            out = []
+            if device.type == 'cuda':
+                torch.cuda.empty_cache()
         last_cost[kind] = time.monotonic() - t0
         report['meta']['sections_s'][kind] = report['meta']['sections_s'].get(kind, 0.0) + last_cost[kind]
         return out
@@ -624,14 +654,16 @@ def run_check(args: argparse.Namespace) -> dict:
     if 'layers' not in args.skip:
         for subject in layer_subjects(preset['layer'], args.seed):
             if subject.name in layer_names and fits('layer', f'layer {subject.name}'):
-                report['correctness'] += timed('layer', lambda: check_subject(subject, device, support))
+                report['correctness'] += timed('layer', lambda: check_subject(subject, device, support),
+                                               f'layer {subject.name}')
                 print(f'[device_check] layer {subject.name} checked', file=sys.stderr)
         save()
     if 'nets' not in args.skip:
         for family in args.families:
             if fits('net', f'network {family}'):
-                subject = net_subject(family, preset, args.seed)
-                report['correctness'] += timed('net', lambda: check_subject(subject, device, support))
+                report['correctness'] += timed(
+                    'net', lambda: check_subject(net_subject(family, preset, args.seed), device, support),
+                    f'network {family}')
                 print(f'[device_check] network {family} checked', file=sys.stderr)
                 save()
     if 'speed' not in args.skip:
@@ -647,15 +679,15 @@ def run_check(args: argparse.Namespace) -> dict:
                     if fits('speed', what):
                         report['speed'] += timed('speed', lambda: speed_group(
                             models, device, size, precision, mode, preset['rounds'], preset['iters'],
-                            preset['warmup'], deadline))
+                            preset['warmup'], deadline), what)
                         print(f'[device_check] {what} measured', file=sys.stderr)
                         save()
         if args.compile and fits('compile', 'compile'):
             report['speed'] += timed('compile', lambda: compile_group(
                 models, device, preset['speed'][0], precisions[-1], preset['rounds'], preset['iters'],
-                preset['warmup'], deadline))
+                preset['warmup'], deadline), 'compile')
         del models
-    report['meta']['finished'] = not report['skipped_sections']
+    report['meta']['finished'] = not report['skipped_sections'] and not report['errors']
     report['verdict'] = verdict(report, device.type)
     save()
     return report

@@ -31,7 +31,7 @@ def one_thread():
 def test_smoke_run_covers_every_subject_dtype_layout_and_mode(tmp_path, one_thread):
     rc = dc.main(['--device', 'cpu', '--preset', 'smoke', '--out-dir', str(tmp_path), '--time-budget', '600'])
     report = json.loads((tmp_path / 'device_check.json').read_text())
-    assert report['meta']['finished'] and not report['skipped_sections']
+    assert report['meta']['finished'] and not report['skipped_sections'] and not report['errors']
     rows = {(r['kind'], r['name'], r['dtype'], r['layout'], r['mode']): r for r in report['correctness']}
     expected = {(kind, name, dtype, layout, mode)
                 for kind, names in (('layer', dc.LAYERS), ('net', dc.ATTENTION_FAMILIES)) for name in names
@@ -67,6 +67,22 @@ def test_comparison_fails_a_wrong_fused_form(dtype, factor, monkeypatch, one_thr
     assert [r['mode'] for r in rows] == list(dc.MODES)
     assert [r['status'] for r in rows] == ['fail'] * len(rows)
     assert rows[-1]['group'] == 'outputs'
+
+
+def test_a_fused_form_that_raises_is_reported_not_fatal(tmp_path, monkeypatch, one_thread):
+    def broken(gate, x, identity, out_x):
+        raise RuntimeError('no kernel for this device')
+
+    monkeypatch.setitem(FUSED_RESIDUALS, SEModule, broken)
+    rc = dc.main(['--device', 'cpu', '--preset', 'smoke', '--families', 'se', '--skip', 'layers',
+                  '--out-dir', str(tmp_path)])
+    report = json.loads((tmp_path / 'device_check.json').read_text())
+    assert rc == 1 and len(report['correctness']) == len(dc.DTYPES) * len(dc.LAYOUTS) * len(dc.MODES)
+    assert all(r['status'] == 'fail' and 'no kernel' in r['reason'] for r in report['correctness'])
+    errors = [r for r in report['speed'] if 'error' in r]
+    assert {(r['model'], r['variant']) for r in errors} == {('se', 'fused')}
+    assert {r['model'] for r in report['speed'] if 'ms' in r} == {'resnet', 'se'}  # the others still timed
+    assert not report['verdict']['fused_default_ok']
 
 
 def test_time_budget_writes_partial_results(tmp_path):
