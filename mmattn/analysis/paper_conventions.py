@@ -179,11 +179,19 @@ def backbone_record(spec: str, shape=(224, 224), with_head: bool = True) -> dict
 
 
 def _published(rec: dict, task: str, source: Optional[str] = None) -> List[dict]:
+    """Published complexity entries of the model of ``rec``, when ``rec`` was counted at their input
+    (and, for detectors, with COCO's 80 classes)."""
     detector = detector_label(rec['detector']) if 'detector' in rec else None
     model = metafile.find_model(rec['backbone'], rec['depth'], detector, task=task)
     if model is None or ('detector' in rec and rec.get('num_classes') != 80):
         return []
-    return [e for e in metafile.published(model, source) if e.get('Task') == task and 'Parameters (M)' in e]
+    entries = []
+    for e in metafile.published(model, source):
+        size = [int(v) for v in re.findall(r'\d+', str(e.get('Input', '')).split(',')[0])]
+        head = 'head' not in str(e.get('Input', '')) or rec.get('with_head')
+        if e.get('Task') == task and 'Parameters (M)' in e and sorted(size) == sorted(rec['shape']) and head:
+            entries.append(e)
+    return entries
 
 
 def detector_table(records: Sequence[dict]) -> str:
