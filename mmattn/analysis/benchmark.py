@@ -217,7 +217,8 @@ def _memory_child(payload: dict) -> dict:
 def _memory_child_env() -> dict:
     """glibc raises its mmap threshold up to 32 MB as large blocks are freed, after which freed feature
     maps stay in the heap and RSS keeps the high-water mark of fragmentation, not of live tensors, and
-    the ratios between models drift with each model's allocation order. A fixed threshold makes every feature map its own mapping, returned to the OS when freed."""
+    the ratios between models drift with each model's allocation order. A fixed threshold makes every
+    feature map its own mapping, returned to the OS when freed."""
     return dict(os.environ, MALLOC_MMAP_THRESHOLD_='131072')
 
 

@@ -20,7 +20,7 @@ explanation of every remaining difference is ``docs/complexity.md``.
 import math
 import re
 from collections import Counter, OrderedDict
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 from torch import nn
