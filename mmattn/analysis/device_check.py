@@ -157,37 +157,41 @@ def _calibrate_bn(model: nn.Module, x: torch.Tensor) -> None:
 
 
 class Subject:
-    """A module to check, its input and the weights of its loss (a fixed projection of every output)."""
+    """A module to check, its input and the weights of its loss (a fixed projection of every output), on
+    ``device`` (drawn on the CPU, so the same seed gives the same subject on every device)."""
 
-    def __init__(self, kind: str, name: str, model: nn.Module, x: torch.Tensor, seed: int):
+    def __init__(self, kind: str, name: str, model: nn.Module, x: torch.Tensor, seed: int,
+                 device: torch.device = torch.device('cpu')):
         gen = torch.Generator().manual_seed(seed)
         _perturb_constants(model, gen)
+        model, x = model.to(device), x.to(device)
         _calibrate_bn(model, x)
         self.kind, self.name, self.model, self.x = kind, name, model, x
         self.state = copy.deepcopy(model.state_dict())
         with torch.no_grad(), fused(False):
             outs = model.eval()(x)
-        self.proj = [torch.randn(o.shape, generator=gen) for o in outs]
+        self.proj = [torch.randn(o.shape, generator=gen).to(device) for o in outs]
 
 
-def layer_subjects(shape: Sequence[int], seed: int = 0) -> List[Subject]:
-    """One block tail per attention layer (PSA: the module alone, on half the channels)."""
+def layer_subject(name: str, shape: Sequence[int], seed: int = 0,
+                  device: torch.device = torch.device('cpu')) -> Subject:
+    """The block tail of attention layer ``name`` (a key of :data:`LAYERS`) for input ``shape`` (B, C, H, W);
+    PSA: the module alone, on C / 2 channels."""
     b, c, h, w = shape
-    subjects = []
-    for i, (name, cfg) in enumerate(LAYERS.items()):
-        torch.manual_seed(seed + i)
-        model = PSAUnit(c // 2, cfg) if name == 'psa' else GateTail(c, cfg)
-        x = torch.randn(b, c // 2 if name == 'psa' else c, h, w)
-        subjects.append(Subject('layer', name, model, x, seed + i))
-    return subjects
+    seed += list(LAYERS).index(name)
+    torch.manual_seed(seed)
+    model = PSAUnit(c // 2, LAYERS[name]) if name == 'psa' else GateTail(c, LAYERS[name])
+    x = torch.randn(b, c // 2 if name == 'psa' else c, h, w)
+    return Subject('layer', name, model, x, seed, device)
 
 
-def net_subject(family: str, preset: dict, seed: int = 0) -> Subject:
+def net_subject(family: str, preset: dict, seed: int = 0,
+                device: torch.device = torch.device('cpu')) -> Subject:
     """The network of ``family`` (:func:`preset_network`), with a batch of ``preset['net']`` images."""
     torch.manual_seed(seed)
     model = preset_network(preset, family)
     b, h, w = preset['net']
-    return Subject('net', family, model, torch.randn(b, 3, h, w), seed)
+    return Subject('net', family, model, torch.randn(b, 3, h, w), seed, device)
 
 
 # ------------------------------------------------------------------------------------- correctness
@@ -345,7 +349,6 @@ def check_subject(subject: Subject, device: torch.device, support: Dict[str, Opt
                     else:
                         row.update(compare(runs['fused'], runs['plain'], refs[mode], dtype))
                 rows.append(row)
-    subject.model.to('cpu', dtype=torch.float32)
     return rows
 
 
@@ -652,18 +655,18 @@ def run_check(args: argparse.Namespace) -> dict:
     report['meta']['dtype_support'] = {k: v or 'ok' for k, v in support.items()}
     layer_names = [n for n in LAYERS if n in args.families or (n == 'psa' and 'epsanet' in args.families)]
     if 'layers' not in args.skip:
-        for subject in layer_subjects(preset['layer'], args.seed):
-            if subject.name in layer_names and fits('layer', f'layer {subject.name}'):
-                report['correctness'] += timed('layer', lambda: check_subject(subject, device, support),
-                                               f'layer {subject.name}')
-                print(f'[device_check] layer {subject.name} checked', file=sys.stderr)
+        for name in layer_names:
+            if fits('layer', f'layer {name}'):
+                report['correctness'] += timed('layer', lambda: check_subject(
+                    layer_subject(name, preset['layer'], args.seed, device), device, support),
+                    f'layer {name}')
+                print(f'[device_check] layer {name} checked', file=sys.stderr)
         save()
     if 'nets' not in args.skip:
         for family in args.families:
             if fits('net', f'network {family}'):
-                report['correctness'] += timed(
-                    'net', lambda: check_subject(net_subject(family, preset, args.seed), device, support),
-                    f'network {family}')
+                report['correctness'] += timed('net', lambda: check_subject(
+                    net_subject(family, preset, args.seed, device), device, support), f'network {family}')
                 print(f'[device_check] network {family} checked', file=sys.stderr)
                 save()
     if 'speed' not in args.skip:

@@ -62,7 +62,7 @@ def test_comparison_fails_a_wrong_fused_form(dtype, factor, monkeypatch, one_thr
         return identity + gate(x) * factor
 
     monkeypatch.setitem(FUSED_RESIDUALS, SEModule, wrong)
-    subject = next(s for s in dc.layer_subjects((2, 128, 6, 6)) if s.name == 'se')
+    subject = dc.layer_subject('se', (2, 128, 6, 6))
     rows = dc.check_subject(subject, torch.device('cpu'), {dtype: None}, dtypes=(dtype, ), layouts=('nchw', ))
     assert [r['mode'] for r in rows] == list(dc.MODES)
     assert [r['status'] for r in rows] == ['fail'] * len(rows)
