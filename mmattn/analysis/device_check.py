@@ -13,10 +13,9 @@ NCHW and channels-last, in three modes: ``train`` (train-mode BN, forward + back
 (``torch.inference_mode``). Compared: the outputs, the input gradient, every parameter gradient and,
 in ``train``, the BN running statistics after the step. Both runs are compared with a float64 run of
 the plain formulas (same weights and input). With ``e(t) = min(||t - ref|| / ||ref||, 1)`` (L2 norms;
-1: no correct digit; a non-finite value fails) and the
-tensors in four groups (outputs, input gradient, parameter gradients, BN statistics), the fused run
-passes when in every group both the largest and the root-mean-square ``e`` over the group's tensors
-satisfy::
+1: no correct digit; a non-finite value fails) and the tensors in four groups (outputs, input gradient,
+parameter gradients, BN statistics), the fused run passes when in every group both the largest and the
+root-mean-square ``e`` over the group's tensors satisfy::
 
     e(fused) <= 2 * e(plain) + ATOL[dtype]
 
@@ -37,7 +36,9 @@ fused relative to the plain run of the same model (medians of per-round ratios, 
 CUDA the peak memory of one step above the resident weights, relative to ResNet-50's.
 
 Results go to ``device_check.json`` and ``device_check.md`` in ``--out-dir``, rewritten after every
-finished section, so a run stopped by ``--time-budget`` or by its host still leaves what it measured.
+finished part, so a run stopped by ``--time-budget`` or by its host still leaves what it measured; a
+part or a model that raises (a fused form failing on the device, out of memory) is recorded as such and
+the run goes on.
 """
 import argparse
 import contextlib
@@ -362,13 +363,13 @@ def _speed_steps(models: Dict[str, nn.Module], device: torch.device, batch: torc
         model.train(mode == 'train')
         variants = ([(family, None)] if family == 'resnet' else
                     [(f'{family}/fused', True), (f'{family}/plain', False)])
-        if mode == 'train':
+        optimizer = scaler = None  # inference
+        if mode == 'train':  # SGD as mmdet's schedules; float16: the loss scaler of AmpOptimWrapper
             optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, weight_decay=1e-4)
             scaler = torch.amp.GradScaler(device.type) if amp_dtype == 'float16' else None
         for name, on in variants:
 
-            def step(model=model, on=on, optimizer=optimizer if mode == 'train' else None,
-                     scaler=scaler if mode == 'train' else None):
+            def step(model=model, on=on, optimizer=optimizer, scaler=scaler):
                 ctx = _autocast(device, amp_dtype) if amp_dtype else contextlib.nullcontext()
                 with fused(on):
                     if optimizer is None:
