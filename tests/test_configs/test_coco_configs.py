@@ -12,18 +12,21 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 import mmattn.models  # noqa: F401
+from mmattn.analysis import backbone_types, metafile
 from mmdet.registry import MODELS
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 COCO_CONFIGS = sorted(p for p in glob(osp.join(ROOT, 'configs', '*', '*.py')) if '/quickstart/' not in p)
-BACKBONE_BY_DIR = {'resnet': 'ResNet', 'se_resnet': 'SEResNet', 'eca_resnet': 'ECAResNet', 'sa_resnet': 'SAResNet',
-                   'cbam_resnet': 'CBAMResNet', 'sge_resnet': 'SGEResNet', 'epsanet': 'EPSANet'}
+# config (relative to the repository) -> backbone type, from the metafiles
+BACKBONE_OF = {m['Config']: m['Metadata']['Backbone'] for m in metafile.iter_models() if 'Config' in m}
 
 
 def test_the_full_grid_is_there():
-    """3 detectors x 7 backbones x 2 depths, each listed in configs/README.md."""
+    """3 detectors x 2 depths for every backbone family, each listed in configs/README.md."""
     names = {osp.relpath(p, osp.join(ROOT, 'configs')) for p in COCO_CONFIGS}
-    assert len(names) == 42
+    families = {osp.dirname(name) for name in names}
+    assert len(names) == 3 * 2 * len(families)
+    assert {BACKBONE_OF[f'configs/{name}'] for name in names} >= set(backbone_types())
     with open(osp.join(ROOT, 'configs', 'README.md')) as f:
         readme = f.read()
     for name in names:
@@ -36,7 +39,7 @@ def test_config_protocol_and_init(path):
     name = osp.basename(path)
     detector = name.split('_')[0]
     backbone = cfg.model.backbone
-    assert backbone.type == BACKBONE_BY_DIR[osp.basename(osp.dirname(path))]
+    assert backbone.type == BACKBONE_OF[osp.relpath(path, ROOT)]
     assert backbone.depth == int(re.search(r'r(\d+)_fpn|s(\d+)_fpn', name).group(1) or
                                  re.search(r's(\d+)_fpn', name).group(1))
     assert cfg.model.type == {'faster-rcnn': 'FasterRCNN', 'retinanet': 'RetinaNet', 'mask-rcnn': 'MaskRCNN'}[detector]
