@@ -12,8 +12,8 @@ import torch
 class _VarMean(torch.autograd.Function):
     """``torch.var_mean`` by the two-pass formula, with an analytic backward.
 
-    ATen's CPU ``var_mean`` (Welford) runs ~15x slower than a plain mean plus a vector norm on the
-    same data (18 ms vs 1.3 ms for 8x256x56x56, torch 2.13, 2 cores). The two-pass form
+    ATen's CPU ``var_mean`` (Welford) is much slower than a plain mean plus a vector norm on the same
+    data (docs/speed.md). The two-pass form
     ``var = ||x - mean||^2 / (N - correction)`` is as stable as Welford. The backward is written out so
     that autograd keeps only ``x`` (which the caller's gate product saves anyway) and ``mean``, not the
     centred temporary: ``d var / d x = 2 (x - mean) / (N - correction)``, ``d mean / d x = 1 / N``.
@@ -61,9 +61,8 @@ class _SameConv(torch.autograd.Function):
 
         dx = conv(g, flip(W^T)),    dW = convolution_backward(g, x, W)[weight]
 
-    oneDNN's input-gradient kernel for such tiny channel counts is 10-25x slower on CPU than its
-    forward kernel (3.9 ms against 0.24 ms for 8x1x56x56 -> 8x2x56x56, 7x7, torch 2.13, 2 cores); the
-    weight gradient is not, and stays ATen's.
+    oneDNN's CPU input-gradient kernel for such tiny channel counts is many times slower than its
+    forward kernel; the weight gradient is not, and stays ATen's.
     """
 
     @staticmethod
@@ -112,12 +111,11 @@ def scale_shift(t: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, out: 
     that broadcast against t, e.g. per-channel (B or 1, C, 1, 1) ones of an NCHW map.
 
     ATen's CPU ``addcmul`` vectorises its inner loop only when at most one operand is constant along
-    it; with two (the scale and the shift of an NCHW map, constant along W) it runs a scalar loop:
-    3.6x slower than a multiply and an in-place add on a cache-resident 1x256x56x56 chunk (0.31
-    against 0.085 ms, torch 2.13, 2 cores). Those two vectorised passes are used then; where the
-    coefficients vary along the innermost memory dim (NHWC maps) or off CPU, the one-pass ``addcmul``
-    is. (On a full map read from memory the single pass wins: 1.5 against 2.1 ms at 8x256x56x56, so
-    full-size maps keep ``addcmul``.)
+    it; with two (the scale and the shift of an NCHW map, constant along W) it runs a scalar loop,
+    slower than a multiply and an in-place add on a cache-resident chunk. Those two vectorised passes
+    are used then; where the coefficients vary along the innermost memory dim (NHWC maps) or off CPU,
+    the one-pass ``addcmul`` is. (On a full map read from memory the single pass wins, so full-size
+    maps keep ``addcmul``.)
     """
     inner = t if out is None else out
     constant_inner = all(c.dim() == 0 or c.shape[-1] == 1 for c in (scale, shift))
@@ -140,12 +138,6 @@ def needs_grad(*tensors: torch.Tensor) -> bool:
     return torch.is_grad_enabled() and any([t.requires_grad for t in tensors])
 
 
-def may_overwrite(inplace: bool, *tensors: torch.Tensor) -> bool:
-    """True when a layer asked to work ``inplace`` may write over its input: autograd needs none of
-    ``tensors`` (inference, ``torch.no_grad``, frozen stages)."""
-    return inplace and not needs_grad(*tensors)
-
-
 def use_custom_backward(*tensors: torch.Tensor) -> bool:
     """Whether a layer takes its hand-written autograd Function: autograd needs ``tensors`` and this is
     eager mode (under ``torch.compile`` the layers use their plain formulas, which inductor fuses)."""
@@ -162,7 +154,7 @@ def memory_format_of(t: torch.Tensor) -> torch.memory_format:
 def residual_output(ctx, x: torch.Tensor, own_x: bool) -> torch.Tensor:
     """Where a gate's autograd Function writes ``identity + gate(x)``: over x itself when ``own_x`` (the
     caller checked that autograd keeps nothing in x's memory but rebuilds what it saves of x, see
-    :func:`~mmattn.layers.recompute.rebuilt_in_backward`; x is marked dirty), else into a new tensor.
+    :func:`mmattn.fused.gated_residual`; x is marked dirty), else into a new tensor.
     Records ``own_x`` for :func:`backward_scratch`."""
     ctx.own_x = own_x
     if own_x:

@@ -8,16 +8,16 @@ BN input ``u``, which the BN keeps for its own backward anyway::
     x = u * scale + shift,   scale = weight / sqrt(var + eps),   shift = bias - mean * scale
 
 with (mean, var) the running statistics (eval mode, e.g. mmdet's ``norm_eval=True``) or the batch
-statistics of ``u`` (train mode). Inside :func:`recompute_bn_output`, tensors saved for backward that
+statistics of ``u`` (train mode). Inside :func:`bn_output_rebuild`, tensors saved for backward that
 live in ``x``'s memory are stored as a recipe and rebuilt from ``u`` (one fused multiply-add; in train
 mode plus the batch statistics, once) when the backward needs them. Values equal the stored ones up to
-float rounding, so this is only for consumers whose backward multiplies and sums (every mmattn gate),
-never for one that compares values (``amax``'s backward finds the maxima by equality: CBAM's max pools
-therefore pools its input with ``max`` with indices, as the official ``max_pool2d`` does).
+float rounding, so this is only for consumers whose backward multiplies and sums (the registered fused
+forms), never for one that compares values (``amax``'s backward finds the maxima by equality: CBAM's
+fused form therefore pools with ``max`` with indices, as the official ``max_pool2d`` does).
 
-Since autograd then keeps nothing in ``x``'s memory, a gate asked to work in place may write its
-result over ``x`` (:func:`rebuilt_in_backward`), as mmdet's Bottleneck adds its identity in place to
-``norm3``'s output: one feature map per block fewer to allocate (and to page in) than a new output.
+Since autograd then keeps nothing in ``x``'s memory, the fused gate may write its result over ``x``
+(:func:`mmattn.fused.gated_residual` passes ``out_x=True``), as mmdet's Bottleneck adds its identity in
+place to ``norm3``'s output: one feature map per block fewer to allocate than a new output.
 
 Used only where it is exact: a plain ``nn.BatchNorm2d`` (in train mode: not synchronised, since the
 batch statistics of one rank could not be recomputed), autograd active, not under ``torch.compile``
@@ -25,12 +25,12 @@ batch statistics of one rank could not be recomputed), autograd active, not unde
 checkpointing, which already drops everything.
 """
 import contextlib
-import threading
+from typing import Optional
 
 import torch
 from torch import nn
 
-from .kernels import use_custom_backward, var_mean
+from .kernels import var_mean
 
 
 class _Recipe:
@@ -82,37 +82,18 @@ def _unpack(obj):
         return obj.source.rebuild().as_strided(obj.size, obj.stride, obj.offset)
     return obj
 
-_ACTIVE = threading.local()  # (storage pointer, bytes) of the BN outputs rebuilt in the current context
+def bn_output_rebuild(norm: nn.Module, u: torch.Tensor, x: torch.Tensor) -> Optional[contextlib.AbstractContextManager]:
+    """A context in which autograd saves no tensor in ``x = norm(u)``'s memory but rebuilds it from ``u``,
+    or None where that would not be exact (see the module docstring): then the caller keeps ``x``.
 
-
-def rebuilt_in_backward(t: torch.Tensor) -> bool:
-    """True for ``t`` = ``x`` (the whole of it) inside :func:`recompute_bn_output` ``(norm, u, x)``: autograd
-    keeps nothing in x's memory, so a gate asked to work in place may write its result over x."""
-    key = (t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
-    return t.data_ptr() == key[0] and t.numel() * t.element_size() == key[1] and key in getattr(_ACTIVE, 'keys', ())
-
-
-@contextlib.contextmanager
-def _rebuilding(source):
-    keys = getattr(_ACTIVE, 'keys', frozenset())
-    _ACTIVE.keys = keys | {(source.ptr, source.nbytes)}
-    try:
-        with torch.autograd.graph.saved_tensors_hooks(source.pack, _unpack):
-            yield
-    finally:
-        _ACTIVE.keys = keys
-
-
-def recompute_bn_output(norm: nn.Module, u: torch.Tensor, x: torch.Tensor):
-    """A context in which autograd saves no tensor in ``x = norm(u)``'s memory but rebuilds it from ``u``.
-
-    A no-op context where that would not be exact or not pay off (see the module docstring).
+    Inside the context nothing autograd keeps lives in ``x``'s memory, so a result may be written over it.
     """
-    if not use_custom_backward(x):
-        return contextlib.nullcontext()
+    if torch.compiler.is_compiling() or not (torch.is_grad_enabled() and x.requires_grad):
+        return None
     batch_stats = norm.training or not norm.track_running_stats
     exact = isinstance(norm, nn.modules.batchnorm._BatchNorm) and (type(norm) is nn.BatchNorm2d or not batch_stats)
     whole = x.storage_offset() == 0 and x.untyped_storage().nbytes() == x.numel() * x.element_size()
     if not (exact and whole):
-        return contextlib.nullcontext()
-    return _rebuilding(_BNOutputSource(norm, u, x))
+        return None
+    source = _BNOutputSource(norm, u, x)
+    return torch.autograd.graph.saved_tensors_hooks(source.pack, _unpack)

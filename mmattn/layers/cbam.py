@@ -15,95 +15,17 @@ so its checkpoints load without a converter. Official init (a key-based loop in 
 weights keep PyTorch's default, every bias is 0, the spatial conv is kaiming fan_out and the spatial BN
 weight is 0, so the spatial gate starts at sigmoid(0) = 0.5.
 timm's ``CbamModule`` pools [mean, max]; set ``spatial_pool_order=('mean', 'max')`` for that order.
+The official code also offers 'lp' and 'lse' channel pools (L2 and log-sum-exp over H, W).
 """
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..fused.kernels import may_overwrite, needs_grad, residual_output, same_conv, small_graph_grads, use_custom_backward
 from .checks import check_positive_int, reduced_channels
-from ..fused.recompute import rebuilt_in_backward
 
 _CHANNEL_POOLS = ('avg', 'max', 'lp', 'lse')
 _SPATIAL_POOLS = ('max', 'mean')
-
-
-class _CBAMResidualFn(torch.autograd.Function):
-    """``identity + CBAM(x)`` with a backward that writes dx once and keeps no full-size map but x.
-
-    Forward: ``a = sigmoid(sum_k MLP(pool_k(x)))`` over the pools avg / max of H, W (max with its argmax
-    ``p*(c)``); ``x a`` is formed once, pooled over C (max with its argmax ``c*(p)``, mean) and then holds
-    the output ``identity + x a s`` with ``s = sigmoid(BN(conv(pools)))``. The two small networks (MLP;
-    conv + BN) run with autograd on detached inputs; their graphs are kept (small tensors only) and
-    differentiated in the backward, so a train-mode BN updates its running statistics once.
-
-    Backward, with ``g`` the output gradient, ``N = H W``, sums over p = (h, w) or c::
-
-        ds      = sum_c a_c g_c x_c                    -> spatial net -> d_max_C, d_mean_C (B, 1, H, W)
-        da_c    = sum_p g x s + sum_p x_c d_mean_C / C + sum_{p: c*(p) = c} x_c d_max_C
-                                                       -> MLP -> d_avg, d_max_HW (B, C)
-        dx      = a (g s + d_mean_C / C) + d_avg / N + [c = c*(p)] a_c d_max_C + [p = p*(c)] d_max_HW
-        d identity = g
-
-    Apply as ``_CBAMResidualFn.apply(x, identity, own_x, cbam, *cbam.parameters())`` (MLP, spatial
-    conv and BN; those that require grad get their gradients); ``own_x``: x a and then the output are
-    written over x (see ``residual_output``). Channel pools: a subset of avg, max.
-    """
-
-    @staticmethod
-    def forward(ctx, x, identity, own_x, cbam, *params):
-        b, c, h, w = x.shape
-        pool_types, idx_hw = cbam.ChannelGate.pool_types, None
-        pools = {'avg': x.mean((2, 3))} if 'avg' in pool_types else {}
-        if 'max' in pool_types:
-            pools['max'], idx_hw = (t.flatten(1) for t in F.adaptive_max_pool2d(x, 1, return_indices=True))
-        with torch.enable_grad():
-            pooled = torch.cat([pools[k] for k in pool_types]).requires_grad_()
-            a = cbam.ChannelGate.gate_from_pools(pooled, b)
-        a_x = a.detach().to(x.dtype)  # (under autocast the small networks may run in another precision)
-        xa = torch.mul(x, a_x, out=residual_output(ctx, x, own_x))
-        mx_c, idx_c = xa.max(1, keepdim=True)
-        spatial = {'max': mx_c, 'mean': xa.mean(1, keepdim=True)}
-        with torch.enable_grad():
-            sp_in = torch.cat([spatial[k] for k in cbam.SpatialGate.pool_order], dim=1).requires_grad_()
-            s = cbam.SpatialGate.gate_from_pools(sp_in)
-        s_x = s.detach().to(x.dtype)
-        ctx.save_for_backward(x, a_x, s_x, idx_c, idx_hw)
-        ctx.graphs = (pooled, a, sp_in, s)
-        ctx.pool_types, ctx.pool_order, ctx.params = pool_types, cbam.SpatialGate.pool_order, params
-        return torch.addcmul(identity, xa, s_x, out=xa)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
-        x, a, s, idx_c, idx_hw = ctx.saved_tensors
-        pooled, a_graph, sp_in, s_graph = ctx.graphs
-        b, c, h, w = x.shape
-        # one full-size buffer in x's layout: g x, then g x s, then x d_mean_C, then dx
-        buf = torch.mul(grad, x, out=torch.empty_like(x))
-        d_s = torch.matmul(a.reshape(b, 1, c), buf.flatten(2)).view(s.shape)
-        d_a = buf.mul_(s).sum((2, 3))  # (a batched mat-vec product is 2x slower on CPU than mul + sum)
-        # spatial network, then the channel pools of x a
-        (d_sp_in, ), d_params_sp = small_graph_grads(s_graph, [sp_in], ctx.params, d_s)
-        d_pool = dict(zip(ctx.pool_order, d_sp_in.split(1, dim=1)))
-        d_mean_c = d_pool['mean'] / c
-        d_a += torch.mul(x, d_mean_c, out=buf).sum((2, 3))
-        d_a.scatter_add_(1, idx_c.view(b, h * w), (d_pool['max'] * x.gather(1, idx_c)).view(b, h * w))
-        # MLP, then the channel pools of x
-        (d_pooled, ), d_params_ch = small_graph_grads(a_graph, [pooled], ctx.params, d_a.view(a_graph.shape))
-        d_pools = dict(zip(ctx.pool_types, d_pooled.view(len(ctx.pool_types), b, c)))
-        grad_x = torch.addcmul(d_mean_c, grad, s, out=buf)
-        shift = d_pools['avg'][:, :, None, None] / (h * w) if 'avg' in d_pools else torch.zeros_like(a)
-        torch.addcmul(shift, grad_x, a, out=grad_x)
-        a_at_max = a.view(b, c).gather(1, idx_c.view(b, h * w)).view(idx_c.shape)
-        grad_x.scatter_add_(1, idx_c, d_pool['max'] * a_at_max)
-        if 'max' in d_pools:
-            grad_x.flatten(2).scatter_add_(2, idx_hw[:, :, None], d_pools['max'][:, :, None])
-        # every parameter belongs to one of the two networks
-        d_params = [dc if ds is None else ds for ds, dc in zip(d_params_sp, d_params_ch)]
-        return (grad_x, grad, None, None, *d_params)
 
 
 class ChannelGate(nn.Module):
@@ -121,20 +43,19 @@ class ChannelGate(nn.Module):
                                  nn.Linear(hidden, channels))
 
     @staticmethod
-    def _pool(x: torch.Tensor, kind: str) -> torch.Tensor:
+    def pool(x: torch.Tensor, kind: str) -> torch.Tensor:
+        """Pool ``kind`` of x over H, W: (B, C)."""
         if kind == 'avg':
             return x.mean((2, 3))
         if kind == 'max':
-            # for backward: max with indices, like the official max_pool2d (keeps indices, not x, and
-            # never compares x: the blocks rebuild x from the BN input); amax is 10x faster otherwise
-            return F.adaptive_max_pool2d(x, 1).flatten(1) if needs_grad(x) else x.amax((2, 3))
+            return x.amax((2, 3))
         if kind == 'lp':  # L2 pool over the whole map
             return x.pow(2).sum((2, 3)).sqrt()
         return torch.logsumexp(x.flatten(2), dim=2)  # 'lse'
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
-        """The (B, C, 1, 1) channel gate."""
-        return self.gate_from_pools(torch.cat([self._pool(x, kind) for kind in self.pool_types]), x.shape[0])
+        """The (B, C, 1, 1) channel gate a."""
+        return self.gate_from_pools(torch.cat([self.pool(x, kind) for kind in self.pool_types]), x.shape[0])
 
     def gate_from_pools(self, pooled: torch.Tensor, batch: int) -> torch.Tensor:
         """The gate from the pools stacked along the batch dim, (len(pool_types) * B, C): one MLP call
@@ -142,9 +63,8 @@ class ChannelGate(nn.Module):
         logits = self.mlp(pooled).view(len(self.pool_types), batch, -1).sum(0)
         return torch.sigmoid(logits)[:, :, None, None]
 
-    def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-        gate = self.gate(x)
-        return x.mul_(gate) if may_overwrite(inplace, x) else x * gate
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)
 
 
 class SpatialConv(nn.Module):
@@ -156,7 +76,7 @@ class SpatialConv(nn.Module):
         self.bn = nn.BatchNorm2d(1, eps=1e-5, momentum=bn_momentum)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(same_conv(x, self.conv.weight))  # == self.conv(x), with a faster input gradient
+        return self.bn(self.conv(x))
 
 
 class SpatialGate(nn.Module):
@@ -195,6 +115,9 @@ class CBAM(nn.Module):
         spatial_pool_order (Sequence[str]): order of the channel pools fed to the spatial conv.
             Default ('max', 'mean') as in the official code.
         bn_momentum (float): momentum of the spatial BN. Default 0.01 (official).
+
+    Shapes: x (B, C, H, W) -> y (B, C, H, W); ``attention_maps(x)``: 'channel' a (B, C, 1, 1) and,
+    unless ``no_spatial``, 'spatial' s (B, 1, H, W), so that ``y = x * a * s``.
     """
     _abbr_ = 'cbam'
 
@@ -229,23 +152,17 @@ class CBAM(nn.Module):
             nn.init.zeros_(bn.weight)
             nn.init.zeros_(bn.bias)
 
+    def attention_maps(self, x: torch.Tensor) -> dict:
+        """The gates as ``forward`` computes them: 'channel' a from x, 'spatial' s from x * a.
+
+        (In train mode this runs the spatial BN, as ``forward`` does: its running statistics update.)
+        """
+        maps = {'channel': self.ChannelGate.gate(x)}
+        if self.SpatialGate is not None:
+            maps['spatial'] = self.SpatialGate.gate(x * maps['channel'])
+        return maps
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # the sub-gates' forwards are x * gate(x), with the gates of attention_maps
         x = self.ChannelGate(x)
         return x if self.SpatialGate is None else self.SpatialGate(x)
-
-    def forward_residual(self, x: torch.Tensor, identity: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-        """``identity + self(x)``, the spatial gate and the residual add in one pass.
-
-        ``inplace=True`` lets the result take x's memory when autograd does not need it (no grad, or
-        x rebuilt in the backward: :func:`~mmattn.layers.recompute.rebuilt_in_backward`).
-        """
-        params = list(self.parameters())
-        if self.SpatialGate is not None and use_custom_backward(x, *params) \
-                and set(self.ChannelGate.pool_types) <= {'avg', 'max'}:
-            # with autograd: x a is formed once and kept by nobody; dx is written once (see the Function)
-            return _CBAMResidualFn.apply(x, identity, inplace and rebuilt_in_backward(x), self, *params)
-        inplace = may_overwrite(inplace, x, identity)
-        x = self.ChannelGate(x, inplace=inplace)
-        if self.SpatialGate is None:
-            return x.add_(identity) if inplace else x + identity
-        return torch.addcmul(identity, x, self.SpatialGate.gate(x), out=x if inplace else None)

@@ -10,19 +10,16 @@ For ``x`` of shape (B, C, H, W) and an odd kernel size ``k``::
     y = x * sigmoid(u)[:, :, None, None]       (B, C, H, W)
 
 ``k`` parameters per module (key ``conv.weight``, shape (1, 1, k), as in BangguWu/ECANet). The paper's
-adaptive rule (``kernel_size='adaptive'``) is in :func:`mmattn.layers.helpers.eca_kernel_size`; the
-official code does not use it and its released checkpoints use per-stage lists (R-50: 3, 5, 5, 7).
+adaptive rule (``kernel_size='adaptive'``) is :func:`eca_kernel_size`; the official code does not use
+it and its released checkpoints use per-stage lists (R-50: 3, 5, 5, 7).
 """
-from typing import Union
-
 import math
+from typing import Union
 
 import torch
 from torch import nn
 
-from ..fused.kernels import ChannelGateResidual, may_overwrite, same_conv, use_custom_backward
 from .checks import check_positive_int
-from ..fused.recompute import rebuilt_in_backward
 
 
 def eca_kernel_size(channels: int, gamma: int = 2, beta: int = 1) -> int:
@@ -45,6 +42,8 @@ class ECAModule(nn.Module):
         kernel_size (int | str): an odd int, or ``'adaptive'`` for the paper's rule. Default 3 (the
             official ``eca_layer`` default).
         gamma (int), beta (int): constants of the adaptive rule. Default 2 and 1.
+
+    Shapes: x (B, C, H, W) -> y (B, C, H, W); ``attention_maps(x)['channel']``: (B, C, 1, 1).
     """
     _abbr_ = 'eca'
 
@@ -66,27 +65,10 @@ class ECAModule(nn.Module):
         """PyTorch's default Conv1d init, as in the official code."""
         self.conv.reset_parameters()
 
-    def gate(self, x: torch.Tensor) -> torch.Tensor:
-        """The (B, C, 1, 1) channel gate sigmoid(u)."""
+    def attention_maps(self, x: torch.Tensor) -> dict:
+        """``{'channel': sigmoid(u)}``, the (B, C, 1, 1) gate that ``forward`` multiplies x by."""
         b, c = x.shape[:2]
-        return self.conv(x.mean((2, 3)).view(b, 1, c)).sigmoid().view(b, c, 1, 1)
+        return {'channel': self.conv(x.mean((2, 3)).view(b, 1, c)).sigmoid().view(b, c, 1, 1)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(x)
-
-    def _gate_fn(self, z, weight):
-        """The 1-D conv gate on pooled z (B, C), functional (for :class:`ChannelGateResidual`)."""
-        b, c = z.shape
-        return same_conv(z.view(b, 1, c), weight).sigmoid().view(b, c)
-
-    def forward_residual(self, x: torch.Tensor, identity: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-        """``identity + self(x)`` in one pass over the feature map (used by the attention blocks).
-
-        ``inplace=True`` lets the result take x's memory when autograd does not need it (no grad, or
-        x rebuilt in the backward: :func:`~mmattn.layers.recompute.rebuilt_in_backward`).
-        """
-        if use_custom_backward(x):
-            return ChannelGateResidual.apply(x, identity, inplace and rebuilt_in_backward(x), self._gate_fn,
-                                             self.conv.weight)
-        gate = self.gate(x)
-        return torch.addcmul(identity, x, gate, out=x if may_overwrite(inplace, x, identity) else None)
+        return x * self.attention_maps(x)['channel']

@@ -22,8 +22,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..fused.kernels import may_overwrite
 from .checks import check_divisible, check_positive_int, check_same_length, reduced_channels
+
+
 class SEWeight(nn.Module):
     """The SE weight module of PSA: returns the sigmoid gate (B, C, 1, 1), not the gated input."""
 
@@ -49,6 +50,9 @@ class PSAModule(nn.Module):
         conv_groups (Sequence[int]): conv groups per branch. Default (1, 4, 8, 16).
         reduction (int): SE reduction on P/S channels. Default 16.
         dilation (int): dilation of every branch conv (padding = dilation * (k // 2)). Default 1.
+
+    Shapes: x (B, in_channels, H, W) -> y (B, P, H', W') (H' = ceil(H / stride));
+    ``attention_maps(x)['scale']``: the softmax weights A_i, (B, S, P/S, 1, 1), branch i along dim 1.
     """
 
     def __init__(self,
@@ -97,16 +101,21 @@ class PSAModule(nn.Module):
                 m.reset_parameters()  # default bias init
                 nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type == 'cpu':
-            # oneDNN's grouped convolutions with few channels per group (here 2..16) run 1.3-3x faster in
-            # NHWC than in NCHW, backward even more (PSA-64 at 56x56, batch 8: forward 81 -> 44 ms,
-            # forward + backward 281 -> 97 ms; torch 2.13, 2 cores). The result is the same tensor.
-            x = x.contiguous(memory_format=torch.channels_last)
-        # y = concat(A_S F_S, ..., A_1 F_1): the branches are stacked in that reversed order at once
-        # (the shared SE and the softmax treat every branch alike), so no flipped copy is made
+    def branches_and_scale(self, x: torch.Tensor):
+        """F_S, ..., F_1 stacked as (B, S, P/S, H', W') and their weights A (B, S, P/S, 1, 1), both in
+        the concatenation order (branch S first): the shared SE and the softmax treat every branch
+        alike, so stacking them reversed at once needs no flipped copy of the maps."""
         feats = torch.stack([getattr(self, name)(x) for name in reversed(self.branch_names)], dim=1)
         b, s, c, h, w = feats.shape
-        gates = self.se(feats.reshape(b * s, c, h, w)).reshape(b, s, c, 1, 1).softmax(dim=1)
-        out = feats.mul_(gates) if may_overwrite(True, feats) else feats * gates
-        return out.reshape(b, s * c, h, w)
+        scale = self.se(feats.reshape(b * s, c, h, w)).reshape(b, s, c, 1, 1).softmax(dim=1)
+        return feats, scale
+
+    def attention_maps(self, x: torch.Tensor) -> dict:
+        """``{'scale': A}``, the softmax weights over the S scales (B, S, P/S, 1, 1), A[:, i - 1] for
+        branch i (kernel ``conv_kernels[i - 1]``), as ``forward`` applies them."""
+        return {'scale': self.branches_and_scale(x)[1].flip(1)}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats, scale = self.branches_and_scale(x)  # y = concat(A_S F_S, ..., A_1 F_1)
+        b, s, c, h, w = feats.shape
+        return (feats * scale).reshape(b, s * c, h, w)

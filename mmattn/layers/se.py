@@ -14,12 +14,9 @@ moskomule/senet.pytorch layout (28,071,976). Parameter names follow moskomule's 
 (``fc.0`` and ``fc.2`` are the two Linear layers), so its checkpoints load as they are.
 """
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..fused.kernels import ChannelGateResidual, may_overwrite, use_custom_backward
 from .checks import check_positive_int, reduced_channels
-from ..fused.recompute import rebuilt_in_backward
 
 
 class SEModule(nn.Module):
@@ -29,6 +26,8 @@ class SEModule(nn.Module):
         in_channels (int): C, channels of the input and output.
         reduction (int): C // reduction hidden units (floor). Default 16.
         bias (bool): FC biases (paper/timm/mmpretrain: True; moskomule: False). Default True.
+
+    Shapes: x (B, C, H, W) -> y (B, C, H, W); ``attention_maps(x)['channel']``: s, (B, C, 1, 1).
     """
     _abbr_ = 'se'
 
@@ -48,27 +47,9 @@ class SEModule(nn.Module):
         self.fc[0].reset_parameters()
         self.fc[2].reset_parameters()
 
-    def gate(self, x: torch.Tensor) -> torch.Tensor:
-        """The (B, C, 1, 1) channel gate s."""
-        return self.fc(x.mean((2, 3)))[:, :, None, None]
+    def attention_maps(self, x: torch.Tensor) -> dict:
+        """``{'channel': s}``, the (B, C, 1, 1) gate that ``forward`` multiplies x by."""
+        return {'channel': self.fc(x.mean((2, 3)))[:, :, None, None]}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(x)
-
-    @staticmethod
-    def _gate_fn(z, w1, b1, w2, b2):
-        """The MLP on pooled z (B, C), functional (for :class:`ChannelGateResidual`'s backward)."""
-        return torch.sigmoid(F.linear(torch.relu(F.linear(z, w1, b1)), w2, b2))
-
-    def forward_residual(self, x: torch.Tensor, identity: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-        """``identity + self(x)`` in one pass over the feature map (used by the attention blocks).
-
-        ``inplace=True`` lets the result take x's memory when autograd does not need it (no grad, or
-        x rebuilt in the backward: :func:`~mmattn.layers.recompute.rebuilt_in_backward`).
-        """
-        if use_custom_backward(x):
-            fc1, fc2 = self.fc[0], self.fc[2]
-            return ChannelGateResidual.apply(x, identity, inplace and rebuilt_in_backward(x), self._gate_fn,
-                                             fc1.weight, fc1.bias, fc2.weight, fc2.bias)
-        gate = self.gate(x)
-        return torch.addcmul(identity, x, gate, out=x if may_overwrite(inplace, x, identity) else None)
+        return x * self.attention_maps(x)['channel']

@@ -55,7 +55,7 @@ LAYERS = [
     ('se', lambda: SEModule(64, reduction=4)),
     ('eca', lambda: ECAModule(64, kernel_size=5)),
     ('sa', lambda: ShuffleAttention(64, groups=8)),
-    ('sa-odd-groups', lambda: ShuffleAttention(64, groups=1)),  # the plain-formula path
+    ('sa-odd-groups', lambda: ShuffleAttention(64, groups=1)),
     ('psa', lambda: PSAModule(64, reduction=4)),
     ('cbam', lambda: CBAM(64, reduction=4).eval()),
     ('sge', lambda: SpatialGroupEnhance(64, groups=8)),
@@ -75,67 +75,36 @@ def test_shape_and_gradient_reaches_every_parameter(name, build):
         assert p.grad is not None and p.grad.abs().sum() > 0, f'{name}: no gradient reaches {pname}'
 
 
-@pytest.mark.parametrize('name,build', [l for l in LAYERS if l[0] != 'psa'], ids=[n for n, _ in LAYERS if n != 'psa'])
-@pytest.mark.parametrize('channels_last', [False, True])
-def test_forward_residual_equals_forward_plus_identity(name, build, channels_last):
-    """The fused gate + residual add used by the blocks is exactly identity + forward(x), gradients too."""
-    layer = perturb(build()).eval()
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    x = torch.randn(2, 64, 9, 7).contiguous(memory_format=fmt)
-    idt = torch.randn(2, 64, 9, 7).contiguous(memory_format=fmt)
-    xs = [x.clone().requires_grad_() for _ in range(2)]
-    ids = [idt.clone().requires_grad_() for _ in range(2)]
-    fused, plain = layer.forward_residual(xs[0], ids[0]), layer(xs[1]) + ids[1]
-    _close(fused, plain)
-    g = torch.randn_like(plain)
-    (fused * g).sum().backward()
-    (plain * g).sum().backward()
-    _close(xs[0].grad, xs[1].grad)
-    _close(ids[0].grad, ids[1].grad)
+MAPS = [
+    ('se', lambda: SEModule(64, reduction=4), lambda x, m: x * m['channel']),
+    ('eca', lambda: ECAModule(64, kernel_size=5), lambda x, m: x * m['channel']),
+    ('cbam', lambda: CBAM(64, reduction=4).eval(), lambda x, m: x * m['channel'] * m['spatial']),
+    ('cbam-no-spatial', lambda: CBAM(64, reduction=4, no_spatial=True), lambda x, m: x * m['channel']),
+]
 
 
-@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize('name,build', [l for l in LAYERS if l[0] != 'psa'], ids=[n for n, _ in LAYERS if n != 'psa'])
-def test_forward_residual_under_autocast(name, build, dtype):
-    """Under autocast (CPU bfloat16 standing in for CUDA float16) the fused gate + add keeps x's dtype and
-    its backward runs, close to the float32 result, whether x comes in float32 or already in bfloat16."""
-    layer = perturb(build()).eval()
-    x, idt = torch.randn(2, 64, 9, 7), torch.randn(2, 64, 9, 7)
-    x32 = x.clone().requires_grad_()
-    (layer.forward_residual(x32, idt) ** 2).sum().backward()
-    xa = x.to(dtype).requires_grad_()
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        out = layer.forward_residual(xa, idt.to(dtype))
-    # (SA's plain formula, odd groups, promotes with its float32 parameters, as the official code does)
-    assert out.dtype == (torch.float32 if name == 'sa-odd-groups' else dtype)
-    (out.float() ** 2).sum().backward()
-    assert xa.grad.dtype == dtype
-    assert torch.nn.functional.cosine_similarity(xa.grad.float().flatten(), x32.grad.flatten(), dim=0) > 0.99
+@pytest.mark.parametrize('name,build,apply', MAPS, ids=[m[0] for m in MAPS])
+def test_attention_maps_are_the_gates_forward_applies(name, build, apply):
+    layer = perturb(build())
+    x = torch.randn(2, 64, 9, 7)
+    maps = layer.attention_maps(x)
+    assert maps['channel'].shape == (2, 64, 1, 1) and ((maps['channel'] >= 0) & (maps['channel'] <= 1)).all()
+    assert set(maps) == ({'channel', 'spatial'} if name == 'cbam' else {'channel'})
+    if 'spatial' in maps:
+        assert maps['spatial'].shape == (2, 1, 9, 7)
+    torch.testing.assert_close(apply(x, maps), layer(x))
 
 
-@pytest.mark.parametrize('name,build', [l for l in LAYERS if l[0] != 'psa'], ids=[n for n, _ in LAYERS if n != 'psa'])
-def test_forward_residual_inplace_only_when_autograd_allows(name, build):
-    """``inplace=True`` writes the result over x under no-grad (no new feature map), and leaves x alone
-    (same values, same gradients) when autograd needs it."""
-    layer = perturb(build()).eval()
-    x, idt = torch.randn(2, 64, 9, 7), torch.randn(2, 64, 9, 7)
-    expected = layer(x.clone()) + idt
-    with torch.no_grad():
-        x1 = x.clone()
-        out = layer.forward_residual(x1, idt, inplace=True)
-    _close(out, expected)
-    if name.startswith('sa'):  # the shuffled result cannot overwrite x: one new map, x left as it was
-        assert out.data_ptr() != x1.data_ptr() and torch.equal(x1, x)
-    else:
-        assert out.data_ptr() == x1.data_ptr()
-    x2 = x.clone().requires_grad_()
-    out = layer.forward_residual(x2, idt, inplace=True)
-    assert out.data_ptr() != x2.data_ptr() and torch.equal(x2.detach(), x)
-    _close(out, expected)
-    out.sum().backward()
-    x3 = x.clone().requires_grad_()
-    (layer(x3) + idt).sum().backward()
-    _close(x2.grad, x3.grad)
+def test_psa_attention_maps_weigh_the_branches_in_their_order():
+    layer = perturb(PSAModule(64, reduction=4))
+    x = torch.randn(2, 64, 6, 5)
+    scale = layer.attention_maps(x)['scale']
+    assert scale.shape == (2, 4, 16, 1, 1)
+    torch.testing.assert_close(scale.sum(1), torch.ones(2, 16, 1, 1))
+    # y = concat(A_4 F_4, ..., A_1 F_1): chunk 4 - i of the output is A_i F_i (i = 1..4)
+    y = layer(x)
+    for i in range(4):
+        torch.testing.assert_close(y.chunk(4, 1)[3 - i], scale[:, i] * getattr(layer, f'conv_{i + 1}')(x))
 
 
 def test_psa_stride_and_channels():

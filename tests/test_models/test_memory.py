@@ -1,6 +1,6 @@
-"""Training memory of the attention blocks: the gate's input (the BN output) is not kept for the
-backward but rebuilt from the BN input, so a block keeps no more feature maps than mmdet's Bottleneck;
-and where that rebuild would not be exact it is not used."""
+"""Training memory of the attention blocks with the fused paths (CPU default): the gate's input (the BN
+output) is not kept for the backward but rebuilt from the BN input, so a block keeps no more feature
+maps than mmdet's Bottleneck; and where that rebuild would not be exact it is not used."""
 import gc
 import weakref
 
@@ -8,7 +8,8 @@ import pytest
 import torch
 from mmengine.registry import DefaultScope
 
-from mmattn.fused.recompute import recompute_bn_output
+from mmattn.fused import fused, gated_residual
+from mmattn.fused.recompute import bn_output_rebuild
 from mmattn.models import CBAMResNet, ECAResNet, SAResNet, SEResNet, SGEResNet
 
 BLOCKS = [
@@ -64,16 +65,16 @@ def test_rebuild_not_used_where_it_would_not_be_exact():
     sync = torch.nn.SyncBatchNorm(8)
     u = torch.randn(2, 8, 4, 4, requires_grad=True)
     out = torch.nn.BatchNorm2d(8)(u)
-    assert type(recompute_bn_output(sync, u, out)).__name__ == 'nullcontext'
+    assert bn_output_rebuild(sync, u, out) is None
     sync.eval()
-    assert type(recompute_bn_output(sync, u, out)).__name__ != 'nullcontext'
+    assert bn_output_rebuild(sync, u, out) is not None
 
 
 @pytest.mark.parametrize('gate', ['se', 'eca', 'sa', 'cbam', 'sge'])
 @pytest.mark.parametrize('training', [True, False])
 def test_rebuilt_tensor_matches_and_gradients_equal(training, gate, chunking):
-    """With the rebuild (and the result written over the BN output where the gate can), output and
-    gradients equal those of the plain path, which keeps the BN output."""
+    """With the rebuild (the fused form may then write over the BN output), output and gradients equal
+    those of the fused form that keeps the BN output, and those of the plain formula."""
     from mmattn.layers import create_attention
     torch.manual_seed(0)
     bn = torch.nn.BatchNorm2d(16).train(training)
@@ -89,23 +90,24 @@ def test_rebuilt_tensor_matches_and_gradients_equal(training, gate, chunking):
             p.add_(torch.randn_like(p) * 0.3)
     u0, idt = torch.randn(2, 16, 5, 5) * 2 + 3, torch.randn(2, 16, 5, 5)
     results = []
-    for rebuild in (False, True):
+    for mode in ('plain', 'keep', 'rebuild'):
         u = u0.clone().requires_grad_()
         bn.zero_grad()
         layer.zero_grad()
         x = bn(u)
-        if rebuild:
-            ptr = x.data_ptr()
-            with recompute_bn_output(bn, u, x):
-                y = layer.forward_residual(x, idt, inplace=True)
-            # written over the BN output, except SA (its channel shuffle cannot be done in place)
-            assert (y.data_ptr() == ptr) is (gate != 'sa')
-        else:
-            y = layer.forward_residual(x, idt)
+        with fused(mode != 'plain'):
+            if mode == 'rebuild':
+                ptr = x.data_ptr()
+                y = gated_residual(layer, x, idt, overwrite_x=True, bn=bn, bn_input=u)
+                if gate in ('se', 'eca', 'cbam'):
+                    assert y.data_ptr() == ptr  # written over the BN output
+            else:
+                y = gated_residual(layer, x, idt)
         (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
         results.append([y, u.grad, bn.weight.grad, bn.bias.grad] + [p.grad.clone() for p in layer.parameters()])
-    for a, b in zip(*results):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    for ref in results[:2]:
+        for a, b in zip(results[2], ref):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize('name,build', BLOCKS[:5], ids=[b[0] for b in BLOCKS[:5]])

@@ -12,20 +12,18 @@ Module names equal the official (torchvision-layout) checkpoints: ``conv1``, ``b
 official ImageNet checkpoint loads with ``init_cfg=dict(type='Pretrained', checkpoint=PATH)`` (mmengine
 strips the ``module.`` prefix; the classifier ``fc.*`` is the only unused key).
 """
-import contextlib
 import os.path as osp
 from typing import Optional, Sequence, Union
 
-import torch
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_plugin_layer
 from mmdet.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 from mmdet.models.layers import ResLayer
 from mmdet.registry import MODELS
 
+from ...fused import fused_forward, gated_residual
 from ...layers import get_attention_layer
 from ...utils.pretrained import check_pretrained
-from ...fused.recompute import recompute_bn_output
 
 AttentionCfg = Union[None, dict, Sequence[Optional[dict]]]
 
@@ -33,31 +31,18 @@ AttentionCfg = Union[None, dict, Sequence[Optional[dict]]]
 def _last_plugin_plus_identity(block, out, identity, names, norm, norm_input):
     """Run the plugins ``names`` on ``out = norm(norm_input)`` and add ``identity``.
 
-    When the last plugin is a gate with ``forward_residual`` (every mmattn gate), the gate and the add
-    are one pass over the feature map, written over ``out`` (a tensor this block created) when autograd
-    does not need it; when it does, ``out`` is rebuilt from ``norm_input`` in the backward instead of
-    being kept (:func:`~mmattn.layers.recompute.recompute_bn_output`; not under ``with_cp``, which keeps
-    nothing anyway).
+    The last plugin and the add are :func:`mmattn.fused.gated_residual`: the result may take the memory
+    of ``out`` (a tensor this block created, as mmdet's Bottleneck adds its identity in place), and when
+    that plugin alone reads the norm output (and not under ``with_cp``, which keeps nothing anyway) the
+    fused form may rebuild ``out`` from ``norm_input`` in the backward instead of keeping it.
     """
-    last = getattr(block, names[-1]) if names else None
-    if last is None or not hasattr(last, 'forward_residual'):
-        for name in names:
-            out = getattr(block, name)(out)
+    if not names:
         return out + identity
     for name in names[:-1]:
         out = getattr(block, name)(out)
-    # rebuilding is exact up to float rounding: only for an mmattn gate reading the norm output itself
-    # (its backward multiplies and sums; nothing compares values)
-    own_gate = len(names) == 1 and not block.with_cp and type(last).__module__.startswith('mmattn.')
-    with recompute_bn_output(norm, norm_input, out) if own_gate else contextlib.nullcontext():
-        return last.forward_residual(out, identity, inplace=True)
-
-
-def _final_relu(block, out):
-    """The block's in-place ReLU, except on a view (a gate whose add ran on a reshaped view, e.g. SA's
-    channel shuffle, SGE's groups): autograd would turn an in-place op on a view into a copy of the
-    whole base tensor (CopySlices) in the backward; an out-of-place ReLU costs one new map instead."""
-    return torch.relu(out) if out._base is not None and out.requires_grad else block.relu(out)
+    sole = len(names) == 1 and not block.with_cp
+    return gated_residual(getattr(block, names[-1]), out, identity, overwrite_x=True,
+                          bn=norm if sole else None, bn_input=norm_input if sole else None)
 
 
 class AttnBasicBlock(BasicBlock):
@@ -104,7 +89,7 @@ class AttnBasicBlock(BasicBlock):
             out = cp.checkpoint(_inner_forward, x, use_reentrant=False)
         else:
             out = _inner_forward(x)
-        return _final_relu(self, out)
+        return self.relu(out)
 
 
 class AttnBottleneck(Bottleneck):
@@ -112,8 +97,9 @@ class AttnBottleneck(Bottleneck):
 
     mmdet calls ``torch.utils.checkpoint`` in the deprecated re-entrant mode, which rejects a block
     whose last plugin returns a view (e.g. a reshape) and warns on every call; the non-re-entrant
-    mode has neither problem. The last after_conv3 gate and the residual add run as one pass
-    (``forward_residual``). Everything else (plugins, names, strides) is mmdet's.
+    mode has neither problem. The last after_conv3 plugin and the residual add go through
+    :func:`mmattn.fused.gated_residual`, and conv2 through :func:`mmattn.fused.fused_forward` (EPSANet's
+    PSA has a fused form). Everything else (plugins, names, strides) is mmdet's.
     """
     last_norm = 'norm3'
 
@@ -123,7 +109,7 @@ class AttnBottleneck(Bottleneck):
             out = self.relu(self.norm1(self.conv1(x)))
             if self.with_plugins:
                 out = self.forward_plugin(out, self.after_conv1_plugin_names)
-            out = self.relu(self.norm2(self.conv2(out)))
+            out = self.relu(self.norm2(fused_forward(self.conv2, out)))
             if self.with_plugins:
                 out = self.forward_plugin(out, self.after_conv2_plugin_names)
             out = self.conv3(out)
@@ -135,7 +121,7 @@ class AttnBottleneck(Bottleneck):
             out = cp.checkpoint(_inner_forward, x, use_reentrant=False)
         else:
             out = _inner_forward(x)
-        return _final_relu(self, out)
+        return self.relu(out)
 
 
 def _check_stage_arguments(owner: str, kwargs: dict) -> None:
