@@ -2,8 +2,8 @@
 
 A gate placed after a BatchNorm (every attention block: ``x = bn3(conv3(...))``, then
 ``identity + x * gate(x)``) needs ``x`` in its backward, so autograd keeps one extra feature map per
-block (+26% activation memory for SE-ResNet-50). But ``x`` is a per-channel affine function of the
-BN input ``u``, which the BN keeps for its own backward anyway::
+block. But ``x`` is a per-channel affine function of the BN input ``u``, which the BN keeps for its own
+backward anyway::
 
     x = u * scale + shift,   scale = weight / sqrt(var + eps),   shift = bias - mean * scale
 

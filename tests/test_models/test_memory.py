@@ -11,14 +11,15 @@ from mmengine.registry import DefaultScope
 from mmattn.fused import fused, gated_residual
 from mmattn.fused.recompute import bn_output_rebuild
 from mmattn.models import CBAMResNet, ECAResNet, SAResNet, SEResNet, SGEResNet
+from perturb import TINY
 
 BLOCKS = [
-    ('se', lambda **kw: SEResNet(50, base_channels=16, **kw)),
-    ('eca', lambda **kw: ECAResNet(50, base_channels=16, **kw)),
-    ('sa', lambda **kw: SAResNet(50, base_channels=16, groups=8, **kw)),
-    ('cbam', lambda **kw: CBAMResNet(50, base_channels=16, **kw)),
-    ('sge', lambda **kw: SGEResNet(50, base_channels=16, groups=8, **kw)),
-    ('se18', lambda **kw: SEResNet(18, base_channels=16, reduction=4, **kw)),
+    ('se', lambda **kw: SEResNet(50, **TINY, **kw)),
+    ('eca', lambda **kw: ECAResNet(50, **TINY, **kw)),
+    ('sa', lambda **kw: SAResNet(50, **TINY, groups=8, **kw)),
+    ('cbam', lambda **kw: CBAMResNet(50, **TINY, **kw)),
+    ('sge', lambda **kw: SGEResNet(50, **TINY, groups=8, **kw)),
+    ('se18', lambda **kw: SEResNet(18, **TINY, reduction=4, **kw)),
 ]
 
 
