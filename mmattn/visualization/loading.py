@@ -156,13 +156,10 @@ def build_config_backbone(config: str, checkpoint: Optional[str] = None, cfg_opt
                           seed: int = 0) -> LoadedModel:
     """``model.backbone`` of an mmdet (or mmseg) config, normalised as its ``model.data_preprocessor``;
     random weights are drawn from ``seed``."""
-    from mmengine.config import Config
     from mmengine.registry import init_default_scope
-    if not osp.isfile(config):
-        raise FileNotFoundError(f'config {config!r} does not exist')
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+
+    from ..analysis import read_config
+    cfg = read_config(config, cfg_options)
     model_cfg = cfg.get('model')
     if not isinstance(model_cfg, dict) or not isinstance(model_cfg.get('backbone'), dict):
         raise ValueError(f'config {config!r} has no model.backbone to draw')
