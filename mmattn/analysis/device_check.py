@@ -23,7 +23,10 @@ i.e. the fused paths add no more error than the plain formulas already make in t
 FlashAttention's tests; TF32 convolutions on CUDA are thus accounted for too). Groups rather than single
 tensors: in a deep network under AMP a ReLU or max that flips on a rounding moves single tensors'
 errors by several times at random (in either run), while a wrong formula moves the group's largest
-error to order 1 and a systematic loss of precision moves its mean.
+error to order 1 and a systematic loss of precision moves its mean. A network's gradients have a floor
+(:data:`NET_GRAD_FLOOR`, 1e-2, added to their tolerance): a single such flip in a small map moves every
+gradient upstream of it by up to about 1 / sqrt(map size) even in float32; the layer rows, which have
+no floor, are the strict test of the formulas.
 Parameters whose entries are all equal at init (BN affine, SA/SGE gate parameters, CBAM's spatial BN)
 are perturbed first so every gate depends on its input, and the BN statistics are calibrated on the
 input, so eval mode sees normalised maps.
@@ -67,6 +70,11 @@ MODES = ('train', 'eval', 'infer')
 ATOL = {'float32': 1e-5, 'float16': 1e-3, 'bfloat16': 8e-3}
 #: how much of the plain formulas' own error the fused paths may add
 ERROR_FACTOR = 2.0
+#: added to the tolerance of a network's gradients (any dtype): ReLU and max decisions that flip on a
+#: rounding change single elements of the gradient, and one flip among the N elements of a map moves the
+#: relative error of every gradient upstream of it by about 1 / sqrt(N) (N = 16k in a ResNet-50's last
+#: stage at batch 2, 64 x 64); the layer rows, whose gradients have no such decisions before them, have none
+NET_GRAD_FLOOR = 1e-2
 #: the attention layers, as configured in the backbones (ECA at one of its released kernel sizes)
 LAYERS = {
     'se': FAMILIES['se']['attention'],
@@ -275,9 +283,10 @@ def _group(name: str) -> str:
 
 
 def compare(fused_run: Dict[str, torch.Tensor], plain_run: Dict[str, torch.Tensor],
-            ref: Dict[str, torch.Tensor], dtype: str) -> dict:
+            ref: Dict[str, torch.Tensor], dtype: str, grad_floor: float = 0.0) -> dict:
     """The worst group statistic by ``e(fused) / (2 e(plain) + ATOL)`` (see the module docstring), with
-    the tensor of largest ``e(fused)`` in that group; passes when the score is <= 1."""
+    the tensor of largest ``e(fused)`` in that group; passes when the score is <= 1. ``grad_floor`` is
+    added to the tolerance of the gradient groups (:data:`NET_GRAD_FLOOR` for networks)."""
     missing = sorted(set(ref) ^ set(fused_run)) + sorted(set(ref) ^ set(plain_run))
     if missing:
         return dict(status='fail', reason=f'tensors differ between runs: {missing[:4]}', score=float('inf'))
@@ -290,7 +299,7 @@ def compare(fused_run: Dict[str, torch.Tensor], plain_run: Dict[str, torch.Tenso
     for group, items in groups.items():
         for stat, fn in statistics.items():
             e_fused, e_plain = fn([i[0] for i in items]), fn([i[1] for i in items])
-            tol = ERROR_FACTOR * e_plain + ATOL[dtype]
+            tol = ERROR_FACTOR * e_plain + ATOL[dtype] + (grad_floor if 'gradient' in group else 0.0)
             score = e_fused / tol
             if worst is None or score > worst['score']:
                 worst = dict(score=score, group=group, statistic=stat, e_fused=e_fused, e_plain=e_plain,
@@ -348,7 +357,8 @@ def check_subject(subject: Subject, device: torch.device, support: Dict[str, Opt
                     elif isinstance(runs['fused'], str):
                         row.update(status='fail', reason=runs['fused'], score=float('inf'))
                     else:
-                        row.update(compare(runs['fused'], runs['plain'], refs[mode], dtype))
+                        floor = NET_GRAD_FLOOR if subject.kind == 'net' else 0.0
+                        row.update(compare(runs['fused'], runs['plain'], refs[mode], dtype, floor))
                 rows.append(row)
     return rows
 
@@ -485,8 +495,9 @@ def markdown(report: dict) -> str:
     lines += ['## Correctness: fused vs plain', '',
               f'Cell: the worst of e(fused) / ({ERROR_FACTOR:g} e(plain) + atol) over the groups (outputs, '
               'input gradient, parameter gradients, BN statistics) and over their largest and RMS e, '
-              'e = ||t - ref|| / ||ref|| against the float64 plain run; pass <= 1. atol: '
-              + ', '.join(f'{k} {v:g}' for k, v in ATOL.items()) + '.', '',
+              'e = min(||t - ref|| / ||ref||, 1) against the float64 plain run; pass <= 1. atol: '
+              + ', '.join(f'{k} {v:g}' for k, v in ATOL.items())
+              + f'; networks\' gradients: + {NET_GRAD_FLOOR:g} (ReLU/max decisions flipped by rounding).', '',
               '| subject | dtype | layout | ' + ' | '.join(MODES) + ' |',
               '|---|---|---|' + '---|' * len(MODES)]
     for key in order:
@@ -619,7 +630,8 @@ def run_check(args: argparse.Namespace) -> dict:
                             started=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
                             command=args.command, threads=torch.get_num_threads(),
                             time_budget_s=args.time_budget, finished=False, elapsed_s=0.0, sections_s={}),
-                  tolerances=dict(atol=ATOL, error_factor=ERROR_FACTOR), correctness=[], speed=[],
+                  tolerances=dict(atol=ATOL, error_factor=ERROR_FACTOR, net_grad_floor=NET_GRAD_FLOOR),
+                  correctness=[], speed=[],
                   skipped_sections=[], errors=[])
     if device.type == 'cuda':
         report['meta'].update(cudnn_allow_tf32=torch.backends.cudnn.allow_tf32,
