@@ -23,7 +23,7 @@ from typing import Dict
 import torch
 from torch import nn
 
-from .checks import check_divisible, check_positive_int
+from .checks import check_groups, check_positive_int
 
 
 def check_spatial_size(x: torch.Tensor, owner: str) -> None:
@@ -48,7 +48,7 @@ class SpatialGroupEnhance(nn.Module):
         owner = type(self).__name__
         check_positive_int('in_channels', in_channels, owner)
         check_positive_int('groups', groups, owner)
-        check_divisible('in_channels', in_channels, groups, owner, f'groups = {groups}')
+        check_groups(in_channels, groups, owner)
         self.in_channels = in_channels
         self.groups = groups
         self.eps = eps

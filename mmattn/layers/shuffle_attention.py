@@ -23,7 +23,7 @@ from typing import Dict
 import torch
 from torch import nn
 
-from .checks import check_divisible, check_positive_int
+from .checks import check_groups, check_positive_int
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -46,8 +46,7 @@ class ShuffleAttention(nn.Module):
         owner = type(self).__name__
         check_positive_int('in_channels', in_channels, owner)
         check_positive_int('groups', groups, owner)
-        check_divisible('in_channels', in_channels, 2 * groups, owner,
-                        f'2 * groups = {2 * groups}: each of the {groups} groups is split in two halves')
+        check_groups(in_channels, groups, owner, parts=2, why='each group is split in two halves')
         self.in_channels = in_channels
         self.groups = groups
         half = in_channels // (2 * groups)

@@ -257,7 +257,7 @@ def test_factory_by_name_class_and_alias():
 
 
 @pytest.mark.parametrize('build,match', [
-    (lambda: ShuffleAttention(192, groups=64), r'in_channels=192 must be divisible by 128'),
+    (lambda: ShuffleAttention(192, groups=64), r'groups=64 does not fit in_channels=192.*Valid groups for in_channels=192: 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 96 \(nearest: groups=48\)'),
     (lambda: ShuffleAttention(256, groups=0), r'groups must be a positive int, got 0'),
     (lambda: SEModule(8, reduction=16), r'in_channels=8 // reduction=16 = 0'),
     (lambda: ECAModule(64, kernel_size=4), r"kernel_size must be a positive odd int or 'adaptive', got 4"),
@@ -268,7 +268,7 @@ def test_factory_by_name_class_and_alias():
     (lambda: PSAModule(64, conv_kernels=(3, 5, 7, 8)), r'conv_kernels\[3\] must be a positive odd int, got 8'),
     (lambda: CBAM(64, pool_types=('avg', 'median')), r"pool_types=\['avg', 'median'\] is invalid"),
     (lambda: CBAM(64, spatial_pool_order=('max', 'max')), r'must be an ordering of'),
-    (lambda: SpatialGroupEnhance(96, groups=64), r'in_channels=96 must be divisible by 64'),
+    (lambda: SpatialGroupEnhance(96, groups=64), r'groups=64 does not fit in_channels=96.*Valid groups for in_channels=96: 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 96 \(nearest: groups=48\)'),
 ])
 def test_invalid_arguments_name_argument_value_and_fix(build, match):
     with pytest.raises(ValueError, match=match):

@@ -281,7 +281,7 @@ def test_cbam_spatial_bn_starts_at_zero_after_init_weights():
     (lambda: SEResNet(20), KeyError, r'invalid depth 20; supported depths: \[18, 34, 50, 101, 152\]'),
     (lambda: SAResNet(18), KeyError, r'SAResNet: invalid depth 18.*no BasicBlock'),
     (lambda: EPSANet(34), KeyError, r'EPSANet: invalid depth 34.*\[50, 101, 152\]'),
-    (lambda: SAResNet(50, base_channels=16), ValueError, r'in_channels=64 must be divisible by 128'),
+    (lambda: SAResNet(50, base_channels=16), ValueError, r'groups=64 does not fit in_channels=64: in_channels must be divisible by 2 \* groups.*nearest: groups=32'),
     (lambda: ECAResNet(50, kernel_size=(3, 5)), ValueError, r'kernel_size=\(3, 5\) has 2 entries'),
     (lambda: ECAResNet(50, kernel_size=4), ValueError, r'kernel_size must be a positive odd int'),
     (lambda: AttentionResNet(50, attention=dict(type='Nope')), ValueError, r"attention type 'Nope'"),
