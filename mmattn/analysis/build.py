@@ -50,15 +50,25 @@ def _without_init_cfg(cfg):
     return cfg
 
 
+def is_segmentation(cfg) -> bool:
+    """An MMSegmentation config (its runtime sets ``default_scope='mmseg'``)."""
+    return cfg.get('default_scope') == 'mmseg'
+
+
 def build_detector(cfg) -> nn.Module:
-    """``cfg.model`` on CPU in eval mode with every ``init_cfg`` off (nothing downloaded or read)."""
+    """``cfg.model`` on CPU in eval mode with every ``init_cfg`` off (nothing downloaded or read); an
+    mmseg segmentor for a segmentation config."""
     import mmattn.models  # noqa: F401  (registers the backbones)
-    from mmdet.registry import MODELS
     from mmengine.model import revert_sync_batchnorm
     from mmengine.registry import DefaultScope
     model_cfg = _without_init_cfg(copy.deepcopy(cfg.model))
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmdet')):
-        import mmdet.models  # noqa: F401  (registers mmdet's modules)
+        if is_segmentation(cfg):
+            import mmseg.models  # noqa: F401  (registers mmseg's modules)
+            from mmseg.registry import MODELS
+        else:
+            import mmdet.models  # noqa: F401  (registers mmdet's modules)
+            from mmdet.registry import MODELS
         model = MODELS.build(model_cfg)
     model = revert_sync_batchnorm(model)
     model.eval()
@@ -90,8 +100,8 @@ def backbone_type_depth(model_cfg) -> Tuple[str, Optional[int]]:
 
 
 def num_classes(model_cfg) -> Optional[int]:
-    """``num_classes`` of the (first) box head of a detector config."""
-    for key in ('bbox_head', 'roi_head'):
+    """``num_classes`` of the (first) box head of a detector config, or of a segmentor's decode head."""
+    for key in ('bbox_head', 'roi_head', 'decode_head'):
         head = model_cfg.get(key)
         if head is None:
             continue
@@ -150,6 +160,28 @@ def _tensors(obj) -> List[torch.Tensor]:
     if isinstance(obj, dict):
         return [t for item in obj.values() for t in _tensors(item)]
     return []
+
+
+class SegmentorWrapper(nn.Module):
+    """The network of an mmseg segmentor on a bare image tensor: ``_forward``, i.e. backbone (and
+    neck) and decode head, as MMSegmentation's ``get_flops.py`` counts it (no auxiliary head, which
+    only trains; no resizing of the logits)."""
+
+    def __init__(self, segmentor: nn.Module):
+        super().__init__()
+        self.segmentor = segmentor
+
+    def forward(self, inputs):
+        return self.segmentor._forward(inputs)
+
+
+def segmentation_shape(cfg) -> Tuple[int, int]:
+    """(H, W) at which a segmentation config is counted: its training crop (``crop_size``, else the
+    data preprocessor's ``size``), e.g. 512 x 1024 for Cityscapes, 512 x 512 for ADE20K."""
+    size = cfg.get('crop_size') or (cfg.model.get('data_preprocessor') or {}).get('size')
+    if not size:
+        raise ValueError('the config has neither crop_size nor model.data_preprocessor.size; pass --shape H W')
+    return int(size[0]), int(size[1])
 
 
 class DetectorWrapper(nn.Module):

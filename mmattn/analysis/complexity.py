@@ -21,8 +21,9 @@ from typing import Dict, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from .build import (ClassifierWrapper, DetectorWrapper, backbone_type_depth, build_backbone, build_detector,
-                    count_params, num_classes, read_config)
+from .build import (ClassifierWrapper, DetectorWrapper, SegmentorWrapper, backbone_type_depth, build_backbone,
+                    build_detector, count_params, is_segmentation, num_classes, read_config,
+                    segmentation_shape)
 
 ELEMENTWISE = ('add', 'sub', 'mul', 'div', 'neg', 'sigmoid', 'tanh', 'exp', 'log', 'log2', 'sqrt', 'rsqrt',
                'pow', 'reciprocal', 'maximum', 'minimum')
@@ -31,7 +32,9 @@ REDUCTIONS = {'mean': 1, 'sum': 1, 'amax': 1, 'amin': 1, 'std': 3, 'var': 3, 'va
               'logsumexp': 3, 'norm': 2, 'linalg_vector_norm': 2}
 #: operators without FLOPs that mmengine neither counts nor ignores
 NO_FLOPS = ('expand_as', 'view_as', 'reshape_as', 'unflatten', 'repeat', 'flip', 'clone', 'channel_shuffle',
-            'pixel_shuffle', 'alias', 'lift_fresh', 'lt', 'le', 'ne', 'argmax', 'topk', 'sort')
+            'pixel_shuffle', 'alias', 'lift_fresh', 'lt', 'le', 'ne', 'argmax', 'topk', 'sort',
+            # the segmentation heads' Dropout2d, an identity in inference
+            'feature_dropout', 'dropout')
 
 
 def _shape(value):
@@ -130,13 +133,23 @@ def _image(shape: Sequence[int]) -> Tuple[torch.Tensor]:
     return (torch.randn(1, 3, shape[0], shape[1], generator=torch.Generator().manual_seed(0)), )
 
 
-def detector_inputs(path: str, shape: Sequence[int], num_proposals: int = 1000,
+def detector_inputs(path: str, shape: Optional[Sequence[int]], num_proposals: int = 1000,
                     cfg_options: Optional[dict] = None):
-    """``(wrapper, inputs, info)`` for a detector config: the network on one synthetic image."""
+    """``(wrapper, inputs, info)`` for a detector config: the network on one synthetic image. For a
+    segmentation config the segmentor's inference network, by default (``shape=None``) at its
+    training crop (the size in mmseg's config names, e.g. 512x1024)."""
     cfg = read_config(path, cfg_options)
     if 'model' not in cfg:
         raise ValueError(f'{path} has no model')
     btype, depth = backbone_type_depth(cfg.model)
+    if is_segmentation(cfg):
+        shape = tuple(shape) if shape else segmentation_shape(cfg)
+        wrapper = SegmentorWrapper(build_detector(cfg)).eval()
+        info = dict(config=path, name=path.replace('\\', '/').rsplit('/', 1)[-1][:-3],
+                    detector=str(cfg.model.decode_head.get('type', '?')).split('.')[-1], backbone=btype,
+                    depth=depth, shape=list(shape), proposals=None, num_classes=num_classes(cfg.model))
+        return wrapper, _image(shape), info
+    shape = tuple(shape) if shape else (1280, 800)
     wrapper = DetectorWrapper(build_detector(cfg), shape[0], shape[1], num_proposals).eval()
     info = dict(config=path, name=path.replace('\\', '/').rsplit('/', 1)[-1][:-3],
                 detector=str(cfg.model.get('type', '?')).split('.')[-1], backbone=btype, depth=depth,
@@ -145,7 +158,7 @@ def detector_inputs(path: str, shape: Sequence[int], num_proposals: int = 1000,
     return wrapper, _image(shape), info
 
 
-def complexity_of_config(path: str, shape: Sequence[int] = (1280, 800), num_proposals: int = 1000,
+def complexity_of_config(path: str, shape: Optional[Sequence[int]] = (1280, 800), num_proposals: int = 1000,
                          cfg_options: Optional[dict] = None, allow_unsupported: bool = False) -> dict:
     """Complexity record of one detector config (the fields of :func:`analyze` and the model's)."""
     wrapper, inputs, info = detector_inputs(path, shape, num_proposals, cfg_options)

@@ -9,7 +9,7 @@ from mmattn.utils import ConfigCheckError, check_config, load_config
 from mmattn.utils.config_check import check_seg_extra
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TOY_SEG_CFG = osp.join(REPO_ROOT, 'configs', 'quickstart', 'pspnet_sa-r50-d8_toy-seg.py')
+TOY_SEG_CFG = osp.join(REPO_ROOT, 'configs', 'quickstart', 'fpn_sa-r50_toy-seg.py')
 
 
 def _load(**options):
@@ -50,3 +50,21 @@ def test_unknown_backbone_in_mmseg_scope_is_named_with_suggestions():
     cfg = _load(**{'model.backbone.type': 'SAResNt'})
     with pytest.raises(ConfigCheckError, match=r"'SAResNt'.*mmseg\.registry\.MODELS.*'SAResNet'"):
         check_config(cfg, mode='test')
+
+
+def test_get_flops_counts_the_segmentor_inference_network():
+    """A segmentation config is counted at its training crop by default (mmseg's convention), through
+    mmseg's _forward (backbone + decode head); its FLOPs grow with the pixels (the PSP pooling bins
+    are the only fixed-size part)."""
+    from mmattn.analysis.build import read_config, segmentation_shape
+    from mmattn.analysis.complexity import complexity_of_config
+    path = osp.join(REPO_ROOT, 'configs', 'segmentation', 'resnet',
+                    'pspnet_r50b-d8_4xb2-80k_cityscapes-512x1024.py')
+    assert segmentation_shape(read_config(path)) == (512, 1024)
+    rec = complexity_of_config(path, (64, 128))
+    assert (rec['shape'], rec['detector'], rec['num_classes']) == ([64, 128], 'PSPHead', 19)
+    # all parameters (auxiliary head included), as mmseg's get_flops.py: 48.96 M
+    assert rec['params'] == 48_956_262
+    # 354.76 GFLOPs at the 512 x 1024 crop (docs: configs/segmentation/README.md), 64 times the pixels
+    assert rec['flops']['mmdet'] * 64 == pytest.approx(354.758e9, rel=0.02)
+    assert rec['flops']['full'] >= rec['flops']['mmdet']

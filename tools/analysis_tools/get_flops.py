@@ -1,10 +1,13 @@
 #!/usr/bin/env python
-"""Parameters and FLOPs of detector configs and bare backbones (nothing is downloaded; no data needed).
+"""Parameters and FLOPs of detector and segmentor configs and bare backbones (nothing is downloaded; no
+data needed).
 
 Counting is :mod:`mmattn.analysis.complexity`: mmengine's ``FlopAnalyzer`` (column ``mmdet``, what
 mmdet's own ``get_flops.py`` prints) plus the operators it does not count, i.e. the attention gates
 (column ``full``). A detector runs on one ``1 x 3 x H x W`` image; two-stage detectors get
-``--proposals`` fixed boxes instead of the RPN's output. ``--paper-conventions`` also counts as the
+``--proposals`` fixed boxes instead of the RPN's output. A segmentation config (MMSegmentation) counts
+its inference network (backbone and decode head, as mmseg's ``get_flops.py``) at its training crop,
+e.g. 512 x 1024 for Cityscapes, unless ``--shape`` is given. ``--paper-conventions`` also counts as the
 papers did (mmcv 1.x) and compares with the published numbers in the metafiles, see
 ``docs/complexity.md``.
 
@@ -12,6 +15,7 @@ Examples::
 
     python tools/analysis_tools/get_flops.py configs/eca_resnet/faster-rcnn_eca-r50_fpn_1x_coco.py
     python tools/analysis_tools/get_flops.py --backbones all --with-head
+    python tools/analysis_tools/get_flops.py configs/segmentation/resnet/pspnet_r50b-d8_4xb2-80k_cityscapes-512x1024.py
     python tools/analysis_tools/get_flops.py configs --backbones all --with-head --paper-conventions
 """
 import argparse
@@ -29,8 +33,9 @@ def parse_args(argv=None):
     parser.add_argument('--backbones', nargs='+', default=[], metavar='TYPE-DEPTH',
                         help="e.g. ResNet-50 ECAResNet-101; 'all': every backbone at depths 50 and 101")
     parser.add_argument('--with-head', action='store_true', help='backbones with the ImageNet head')
-    parser.add_argument('--shape', type=int, nargs=2, default=(1280, 800), metavar=('H', 'W'),
-                        help='detector input (default 1280 800, as the papers)')
+    parser.add_argument('--shape', type=int, nargs=2, default=None, metavar=('H', 'W'),
+                        help='model input (default: detectors 1280 800, as the papers; segmentors their '
+                        'training crop, as mmseg)')
     parser.add_argument('--backbone-shape', type=int, nargs=2, default=(224, 224), metavar=('H', 'W'))
     parser.add_argument('--proposals', type=int, default=1000, help='RoIs fed to two-stage RoI heads')
     parser.add_argument('--allow-unsupported', action='store_true',
@@ -65,7 +70,7 @@ def main(argv=None) -> int:
     print('\n'.join(lines))
     if args.paper_conventions:
         from mmattn.analysis import paper_conventions as pc
-        det = [pc.detector_record(c, args.shape, args.proposals, args.cfg_options) for c in configs]
+        det = [pc.detector_record(c, args.shape or (1280, 800), args.proposals, args.cfg_options) for c in configs]
         bb = [pc.backbone_record(s, args.backbone_shape, args.with_head) for s in specs]
         for table in (pc.backbone_table(bb) if bb else '', pc.detector_table(det) if det else '',
                       pc.reconciliation_table(det)):
