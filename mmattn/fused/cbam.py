@@ -92,13 +92,23 @@ class _CBAMResidualFn(torch.autograd.Function):
         return (grad_x, grad, None, None, *d_params)
 
 
+def _keep(t):
+    return t
+
+
 def cbam_residual(cbam: CBAM, x: torch.Tensor, identity: torch.Tensor, out_x: bool) -> torch.Tensor:
     """``identity + cbam(x)``."""
     params = list(cbam.parameters())
     if needs_grad(x, identity, *params):
         if cbam.SpatialGate is not None and set(cbam.ChannelGate.pool_types) <= {'avg', 'max'}:
             return _CBAMResidualFn.apply(x, identity, out_x, cbam, *params)
-        return identity + cbam(x)  # (lp/lse pools or no spatial gate: the plain formula)
+        # lp/lse pools or no spatial gate: the plain formula. Inside the door's BN-output rebuild (out_x)
+        # it keeps x itself: amax's backward finds the maxima by equality with x, which a rebuilt x need
+        # not meet bitwise (no element equal -> 0 / 0 = NaN gradients).
+        if out_x:
+            with torch.autograd.graph.saved_tensors_hooks(_keep, _keep):
+                return identity + cbam(x)
+        return identity + cbam(x)
     xa = torch.mul(x, cbam.ChannelGate.gate(x), out=x if out_x else None)
     if cbam.SpatialGate is None:
         return xa.add_(identity)

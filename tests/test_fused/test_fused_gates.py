@@ -77,6 +77,33 @@ def test_fused_equals_plain(name, build, dtype, channels_last, train):
         assert mine[1].is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.parametrize('bn_train', [False, True], ids=['bn-eval', 'bn-train'])
+@pytest.mark.parametrize('name,build', GATES, ids=IDS)
+def test_door_with_bn_rebuild_equals_plain(name, build, bn_train):
+    """As the blocks call the door (x = bn(u), overwrite_x, the BN-output rebuild in the backward): the
+    plain gradients, also for the forms that fall back to the plain formula (amax's backward compares
+    with x, which the rebuild reproduces only up to rounding)."""
+    torch.manual_seed(0)
+    bn = torch.nn.BatchNorm2d(16).train(bn_train)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.5, 0.5)
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+    layer = _gate(build).train()
+    u0, identity = _inputs(torch.float32, False, shape=(2, 16, 9, 9))
+    results = []
+    for plain in (False, True):
+        b, g = copy.deepcopy(bn), copy.deepcopy(layer)
+        u = u0.clone().requires_grad_()
+        with fused(False if plain else None):
+            out = gated_residual(g, b(u), identity, overwrite_x=True, bn=b, bn_input=u)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        results.append([out.detach(), u.grad] + [p.grad for p in (*b.parameters(), *g.parameters())])
+    for i, (a, b) in enumerate(zip(*results)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=f'{name}: tensor {i}')
+
+
 @pytest.mark.parametrize('name,build', [g for g in GATES if g[0] in ('se', 'eca', 'cbam', 'cbam-max')],
                          ids=['se', 'eca', 'cbam', 'cbam-max'])
 @pytest.mark.parametrize('train', [False, True], ids=['eval', 'train'])
