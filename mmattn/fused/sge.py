@@ -176,6 +176,8 @@ def sge_residual(layer: SpatialGroupEnhance, x: torch.Tensor, identity: torch.Te
     if nhwc:
         identity = identity.contiguous(memory_format=torch.channels_last)  # NCHW -> NHWC: the cheap way
     elif not (x.is_contiguous() and identity.is_contiguous()):
+        if not x.is_contiguous():
+            out_x = False  # autograd keeps the copy itself (no rebuild): the result must not overwrite it
         x, identity = x.contiguous(), identity.contiguous()
     if needs_grad(x, identity, layer.weight, layer.bias):
         return _SGEResidualFn.apply(x, identity, out_x, layer.weight, layer.bias, layer.groups, layer.eps)

@@ -292,6 +292,8 @@ def sa_residual(layer: ShuffleAttention, x: torch.Tensor, identity: torch.Tensor
     if not (x.is_contiguous() and identity.is_contiguous()):
         # e.g. a channels-last bfloat16 x: the statistics and shuffle views read NCHW faster;
         # one copy each, and the block continues in NCHW
+        if not x.is_contiguous():
+            out_x = False  # autograd keeps the copy itself (no rebuild): the backward must not write over it
         x, identity = x.contiguous(), identity.contiguous()
     if groups % 2:
         return identity + layer(x)

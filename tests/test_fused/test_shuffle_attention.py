@@ -120,6 +120,19 @@ def test_door_with_bn_rebuild_equals_plain(bn_train, fmt, chunking):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
+def test_door_copy_of_x_is_not_backward_scratch():
+    """A channels-last bfloat16 x is copied to NCHW; autograd keeps that copy (no rebuild), so the backward
+    must not write dx over it: a second backward (retain_graph) gives the same gradients."""
+    bn = torch.nn.BatchNorm2d(24).bfloat16().train()
+    layer = _layer(dtype=torch.bfloat16)
+    u0, identity = _inputs(dtype=torch.bfloat16, fmt=NHWC)
+    u = u0.clone().requires_grad_()
+    out = gated_residual(layer, bn(u), identity, overwrite_x=True, bn=bn, bn_input=u)
+    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(2)).bfloat16()
+    first = torch.autograd.grad((out * weights).sum(), u, retain_graph=True)[0]
+    torch.testing.assert_close(torch.autograd.grad((out * weights).sum(), u)[0], first, rtol=0, atol=0)
+
+
 def test_backwards_pass_gradcheck(chunking):
     layer = _layer(12, 2, torch.float64)
     x, identity = _inputs((2, 12, 4, 3), torch.float64)
