@@ -1,13 +1,16 @@
-"""Quick start: train and evaluate two attention-backbone detectors on CPU.
+"""Quick start: train and evaluate attention-backbone detectors and segmentors on CPU.
 
 Steps:
 
 1. print every mmattn backbone (depth, parameters, output shapes);
-2. generate the synthetic toy COCO dataset (skipped if it is up to date);
+2. generate the synthetic toy COCO dataset and, from the same scenes, the toy
+   segmentation dataset (each skipped if it is up to date);
 3. train Mask R-CNN with an SE-ResNet and with an SA-ResNet (Shuffle
-   Attention) backbone with ``tools/train.py`` - the command users run;
-4. evaluate both checkpoints with ``tools/test.py`` (COCO bbox + segm);
-5. print a side-by-side table.
+   Attention) backbone, then the same two backbones in a Semantic FPN
+   segmentor (MMSegmentation, the ``seg`` extra), with ``tools/train.py`` -
+   the command users run;
+4. evaluate every checkpoint with ``tools/test.py`` (COCO bbox + segm; mIoU);
+5. print a side-by-side table per task.
 
 Finished work is reused: a model whose final checkpoint exists is not
 trained again and a checkpoint that was already evaluated is not tested
@@ -34,6 +37,8 @@ warnings.filterwarnings(
 from mmattn.analysis.metafile import seed_spread  # noqa: E402
 from mmattn.analysis.summary import format_table, summarize_backbones  # noqa: E402
 from mmattn.datasets.toy_coco import generate_toy_coco  # noqa: E402
+from mmattn.datasets.toy_seg import generate_toy_seg  # noqa: E402
+from mmattn.utils.config_check import SEG_EXTRA_HINT  # noqa: E402
 
 TOOLS_DIR = osp.dirname(osp.abspath(__file__))
 REPO_ROOT = osp.dirname(TOOLS_DIR)
@@ -42,27 +47,45 @@ DEFAULT_CONFIGS = (
     osp.join(CONFIG_DIR, 'mask-rcnn_se-r50_fpn_toy-coco.py'),
     osp.join(CONFIG_DIR, 'mask-rcnn_sa-r50_fpn_toy-coco.py'),
 )
-# The data the quick-start configs are tuned for.
+DEFAULT_SEG_CONFIGS = (
+    osp.join(CONFIG_DIR, 'fpn_se-r50_toy-seg.py'),
+    osp.join(CONFIG_DIR, 'fpn_sa-r50_toy-seg.py'),
+)
+# The data the quick-start configs are tuned for (both datasets: same scenes).
 TOY_DATA = dict(num_train=600, num_val=100, size=128, seed=0)
 RESULT_FILE = 'quick_start_result.json'
 METRIC_KEYS = dict(
     box_ap='coco/bbox_mAP', box_ap50='coco/bbox_mAP_50',
     mask_ap='coco/segm_mAP')
+# mmseg's IoUMetric logs percentages under these names.
+SEG_METRIC_KEYS = dict(miou='mIoU', macc='mAcc', aacc='aAcc')
 
 
 def parse_args():
     parser = argparse.ArgumentParser(
         description='Train and evaluate SE and SA attention backbones in Mask '
-        'R-CNN on a synthetic dataset (CPU, a few minutes)')
+        'R-CNN and in Semantic FPN (MMSegmentation) on synthetic datasets '
+        '(CPU, a few minutes)')
     parser.add_argument(
         '--configs',
-        nargs='+',
+        nargs='*',
         default=list(DEFAULT_CONFIGS),
-        help='configs to train and evaluate')
+        help='detection configs to train and evaluate (none: only the '
+        'segmentation run)')
+    parser.add_argument(
+        '--seg-configs',
+        nargs='*',
+        default=list(DEFAULT_SEG_CONFIGS),
+        help='segmentation configs to train and evaluate (none: skip the '
+        'segmentation run, which needs MMSegmentation, the seg extra)')
     parser.add_argument(
         '--data-root',
         default='data/toy_coco',
         help='where the toy dataset is (or will be) generated')
+    parser.add_argument(
+        '--seg-data-root',
+        default='data/toy_seg',
+        help='where the toy segmentation dataset is (or will be) generated')
     parser.add_argument(
         '--work-dir',
         default='work_dirs/quickstart',
@@ -195,24 +218,29 @@ def _final_checkpoint(cfg, work_dir: str) -> str:
     return osp.join(work_dir, f'epoch_{train_cfg.max_epochs}.pth')
 
 
-def _test_metrics(test_dir: str) -> dict:
-    """The metrics of the newest ``tools/test.py`` run under ``test_dir``."""
+def _test_metrics(test_dir: str, key: str = METRIC_KEYS['box_ap']) -> dict:
+    """The metrics (a record holding ``key``) of the newest ``tools/test.py``
+    run under ``test_dir``."""
     # mmengine writes the test metrics to <work_dir>/<timestamp>/<ts>.json.
     files = sorted(glob.glob(osp.join(test_dir, '*', '*.json')))
     for path in reversed(files):
         with open(path) as f:
             lines = [json.loads(line) for line in f if line.strip()]
         for record in reversed(lines):
-            if METRIC_KEYS['box_ap'] in record:
+            if key in record:
                 return record
-    raise RuntimeError(f'No COCO metrics found under {test_dir}')
+    raise RuntimeError(f'No {key} metric found under {test_dir}')
 
 
 def _model_params(cfg) -> dict:
-    """Parameters of the detector and of its backbone."""
-    from mmdet.registry import MODELS
+    """Parameters of the detector or segmentor and of its backbone."""
     from mmengine.registry import init_default_scope
-    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    scope = cfg.get('default_scope', 'mmdet')
+    if scope == 'mmseg':
+        from mmseg.registry import MODELS
+    else:
+        from mmdet.registry import MODELS
+    init_default_scope(scope)
     model = MODELS.build(cfg.model)
     return dict(
         params=sum(p.numel() for p in model.parameters()),
@@ -228,6 +256,7 @@ class Experiment:
         self.config = config
         self.name = osp.splitext(osp.basename(config))[0]
         self.cfg = Config.fromfile(config)
+        self.is_seg = self.cfg.get('default_scope') == 'mmseg'
         self.seed = seed
         self.tag = self.cfg.model.backbone.type
         # Runs with another seed get their own work dir, so that finished
@@ -269,10 +298,11 @@ class Experiment:
             sys.executable,
             osp.join(TOOLS_DIR, 'test.py'), self.config, self.checkpoint,
             '--work-dir', self.test_dir, '--cfg-options',
-            f'test_dataloader.dataset.data_root={self.data_root}',
-            'test_evaluator.ann_file='
-            f'{self.data_root}annotations/instances_val.json'
+            f'test_dataloader.dataset.data_root={self.data_root}'
         ]
+        if not self.is_seg:
+            cmd.append('test_evaluator.ann_file='
+                       f'{self.data_root}annotations/instances_val.json')
         return _Job(self.tag, cmd,
                     osp.join(self.work_dir, 'quick_start_test.log'))
 
@@ -323,10 +353,10 @@ def run_experiments(experiments: List[Experiment], num_parallel: int,
         jobs = [exp.test_job() for exp in to_test]
         run_jobs(jobs, num_parallel, verbose)
         for exp, job in zip(to_test, jobs):
-            metrics = _test_metrics(exp.test_dir)
+            keys = SEG_METRIC_KEYS if exp.is_seg else METRIC_KEYS
+            metrics = _test_metrics(exp.test_dir, next(iter(keys.values())))
             exp.result['metrics'] = {
-                key: metrics.get(coco_key)
-                for key, coco_key in METRIC_KEYS.items()
+                key: metrics.get(log_key) for key, log_key in keys.items()
             }
             exp.result['test_time'] = job.wall
             exp.result['checkpoint_mtime'] = osp.getmtime(exp.checkpoint)
@@ -366,6 +396,27 @@ def format_results(results: List[dict]) -> str:
     return '\n'.join(lines)
 
 
+def format_seg_results(results: List[dict]) -> str:
+    """Side-by-side table of segmentation results (mmseg's percentages)."""
+    header = ('model', 'backbone', 'params (M)', 'backbone params (M)',
+              'mIoU', 'mAcc', 'aAcc', 'train time')
+    rows = []
+    for res in results:
+        metrics = res.get('metrics', {})
+        values = [metrics.get(key) for key in ('miou', 'macc', 'aacc')]
+        rows.append((res['name'], res['backbone'],
+                     f'{res["params"] / 1e6:.2f}',
+                     f'{res["backbone_params"] / 1e6:.2f}',
+                     *('-' if v is None else f'{v:.2f}' for v in values),
+                     _fmt_time(res.get('train_time'))))
+    widths = [max(len(h), *(len(r[i]) for r in rows))
+              for i, h in enumerate(header)]
+    fmt = '  '.join(f'{{:<{w}}}' for w in widths)
+    lines = [fmt.format(*header), fmt.format(*('-' * w for w in widths))]
+    lines.extend(fmt.format(*row) for row in rows)
+    return '\n'.join(lines)
+
+
 def spread_note(results: List[dict]) -> str:
     """Where the 'seeds' columns come from, and what they mean for a ranking."""
     spreads = [seed_spread(res['name']) for res in results]
@@ -385,24 +436,48 @@ def main():
     args = parse_args()
     start = time.time()
     data_root = osp.abspath(args.data_root)
+    seg_data_root = osp.abspath(args.seg_data_root)
     work_root = osp.abspath(args.work_dir)
 
     if not args.skip_summary:
         print('== mmattn backbones', flush=True)
         print(format_table(summarize_backbones(input_size=64), 64), flush=True)
 
-    print(f'\n== toy COCO data in {data_root}', flush=True)
-    generate_toy_coco(data_root, **TOY_DATA, verbose=True)
+    if args.configs:
+        print(f'\n== toy COCO data in {data_root}', flush=True)
+        generate_toy_coco(data_root, **TOY_DATA, verbose=True)
+    if args.seg_configs:
+        try:
+            import mmseg  # noqa: F401
+        except ModuleNotFoundError as e:
+            if e.name != 'mmseg':
+                raise
+            sys.exit('quick_start.py: the segmentation run needs MMSegmentation. '
+                     f'{SEG_EXTRA_HINT} Or skip it with --seg-configs (no '
+                     'value).')
+        print(f'\n== toy segmentation data in {seg_data_root}', flush=True)
+        generate_toy_seg(seg_data_root, **TOY_DATA, verbose=True)
 
     experiments = [
         Experiment(osp.abspath(config), data_root, work_root, args.force,
                    args.seed) for config in args.configs
+    ] + [
+        Experiment(osp.abspath(config), seg_data_root, work_root, args.force,
+                   args.seed) for config in args.seg_configs
     ]
-    num_parallel = args.jobs or min(len(experiments), os.cpu_count() or 1)
+    num_parallel = args.jobs or min(
+        max(len(args.configs), len(args.seg_configs)), os.cpu_count() or 1)
     results = run_experiments(experiments, num_parallel, args.verbose)
-    print('\n== results on the toy COCO val split (COCO AP@[.5:.95])')
-    print(format_results(results))
-    print(spread_note(results))
+    det = [res for res, exp in zip(results, experiments) if not exp.is_seg]
+    seg = [res for res, exp in zip(results, experiments) if exp.is_seg]
+    if det:
+        print('\n== results on the toy COCO val split (COCO AP@[.5:.95])')
+        print(format_results(det))
+        print(spread_note(det))
+    if seg:
+        print('\n== results on the toy segmentation val split (mIoU, mAcc, '
+              'aAcc in %; 4 classes with the background)')
+        print(format_seg_results(seg))
     print(f'\nTotal wall time: {_fmt_time(time.time() - start)} '
           f'(work dirs under {work_root})')
 

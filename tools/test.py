@@ -16,8 +16,8 @@ Example::
 
     python tools/test.py configs/quickstart/mask-rcnn_se-r50_fpn_toy-coco.py \
         work_dirs/mask-rcnn_se-r50_fpn_toy-coco/epoch_6.pth
-    python tools/test.py configs/quickstart/pspnet_sa-r50-d8_toy-seg.py \
-        work_dirs/pspnet_sa-r50-d8_toy-seg/iter_400.pth
+    python tools/test.py configs/quickstart/fpn_sa-r50_toy-seg.py \
+        work_dirs/fpn_sa-r50_toy-seg/iter_900.pth
 """
 import argparse
 import os

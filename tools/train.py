@@ -25,7 +25,7 @@ missing mmseg names). In addition this script
 Example::
 
     python tools/train.py configs/quickstart/mask-rcnn_se-r50_fpn_toy-coco.py
-    python tools/train.py configs/quickstart/pspnet_sa-r50-d8_toy-seg.py
+    python tools/train.py configs/quickstart/fpn_sa-r50_toy-seg.py
 """
 import argparse
 import os
