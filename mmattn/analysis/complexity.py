@@ -147,7 +147,8 @@ def detector_inputs(path: str, shape: Optional[Sequence[int]], num_proposals: in
         wrapper = SegmentorWrapper(build_detector(cfg)).eval()
         info = dict(config=path, name=path.replace('\\', '/').rsplit('/', 1)[-1][:-3],
                     detector=str(cfg.model.decode_head.get('type', '?')).split('.')[-1], backbone=btype,
-                    depth=depth, shape=list(shape), proposals=None, num_classes=num_classes(cfg.model))
+                    depth=depth, shape=list(shape), proposals=None, num_classes=num_classes(cfg.model),
+                    task='seg')
         return wrapper, _image(shape), info
     shape = tuple(shape) if shape else (1280, 800)
     wrapper = DetectorWrapper(build_detector(cfg), shape[0], shape[1], num_proposals).eval()

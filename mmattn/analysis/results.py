@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Sequence
 from .complexity import complexity_of_config
 from .names import backbone_label, detector_label
 from .names import sort_key as backbone_sort_key
-from .work_dirs import BOX_METRICS
+from .work_dirs import BOX_METRICS, SEG_METRICS
 
 def attach_complexity(results: List[dict], mode: str, convention: str, shape, proposals: int,
                       flops_json: Optional[str] = None, cache: Optional[str] = None) -> None:
@@ -20,14 +20,16 @@ def attach_complexity(results: List[dict], mode: str, convention: str, shape, pr
         with open(path, encoding='utf-8') as f:
             data = json.load(f)
         for rec in data if isinstance(data, list) else data.get('detectors', []):
-            if 'flops' in rec and list(rec.get('shape', [])) == list(shape):
+            # segmentors are counted at their own training crop, not at ``shape``
+            if 'flops' in rec and (list(rec.get('shape', [])) == list(shape) or rec.get('task') == 'seg'):
                 records.setdefault(rec['name'], rec)
     changed = False
     for r in results:
         rec = records.get(r['name'])
         if rec is None and mode == 'compute':
-            try:
-                rec = complexity_of_config(r['config'], tuple(shape), proposals)
+            try:  # segmentors at their training crop (mmseg's convention), detectors at ``shape``
+                rec = complexity_of_config(r['config'], None if r.get('task') == 'seg' else tuple(shape),
+                                           proposals)
             except Exception as err:
                 print(f'warning: no complexity for {r["name"]}: {type(err).__name__}: {err}', file=sys.stderr)
                 continue
@@ -44,7 +46,7 @@ def attach_complexity(results: List[dict], mode: str, convention: str, shape, pr
 
 # ----------------------------------------------------------------------------- table
 def _group(r: dict):
-    return (r['detector'], r['depth'], r['dataset'], r['max_epochs'])
+    return (r['detector'], r['depth'], r['dataset'], r['max_epochs'] or r.get('max_iters'))
 
 
 def reference_row(results: Sequence[dict], r: dict, backbone: str) -> Optional[dict]:
@@ -58,7 +60,7 @@ def _delta(r: dict, ref: Optional[dict]) -> str:
     if ref is None or ref is r or ref['backbone'] == r['backbone']:
         return '–'
     parts = []
-    for key in ('AP', 'mask AP'):
+    for key in ('AP', 'mask AP', 'mIoU'):
         if key in r['metrics'] and key in ref['metrics']:
             parts.append(f'{r["metrics"][key] - ref["metrics"][key]:+.1f}')
     return ' / '.join(parts) if parts else '–'
@@ -69,6 +71,33 @@ def _fmt(value, digits=1) -> str:
 
 
 def results_table(results: Sequence[dict], convention: str = 'full') -> str:
+    """The detection table, then (if any) the segmentation table with the mIoU columns."""
+    det = [r for r in results if r.get('task') != 'seg']
+    seg = [r for r in results if r.get('task') == 'seg']
+    tables = [_detection_table(det, convention)] if det else []
+    if seg:
+        tables.append(_segmentation_table(seg, convention))
+    return '\n\n'.join(tables)
+
+
+def _segmentation_table(results: Sequence[dict], convention: str) -> str:
+    head = ['segmentor (decode head)', 'backbone', 'config', 'evaluated', 'params (M)',
+            f'GFLOPs ({convention}, training crop)'] + list(SEG_METRICS) + ['Δ mIoU vs ResNet', 'Δ mIoU vs SE']
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '|'.join(['---'] * len(head)) + '|']
+    for r in results:
+        cells = [r['detector'], backbone_label(r['backbone'], r['depth']), r['name'],
+                 r['evaluated'] + ('' if r['finished'] else ' (unfinished)'),
+                 _fmt(r['params'] / 1e6, 2) if r.get('params') else '–', _fmt(r.get('gflops'), 2)]
+        cells += [_fmt(r['metrics'].get(k), 2) for k in SEG_METRICS]
+        cells += [_delta(r, reference_row(results, r, 'ResNet')), _delta(r, reference_row(results, r, 'SEResNet'))]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    lines.append('')
+    lines.append('mIoU, mAcc and aAcc are mmseg\'s IoUMetric (%) on the evaluation set of each run; Δ columns '
+                 'compare with the ResNet / SE-ResNet row of the same decode head, depth, dataset and schedule.')
+    return '\n'.join(lines)
+
+
+def _detection_table(results: Sequence[dict], convention: str = 'full') -> str:
     head = ['detector', 'backbone', 'config', 'evaluated', 'params (M)', f'GFLOPs ({convention})'] + \
         list(BOX_METRICS) + ['mask AP', 'Δ vs ResNet (box / mask)', 'Δ vs SE (box / mask)']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '|'.join(['---'] * len(head)) + '|']
@@ -96,7 +125,7 @@ def draw_figure(results: Sequence[dict], path: str, convention: str = 'full') ->
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    rows = [r for r in results if r.get('params')]
+    rows = [r for r in results if r.get('params') and 'AP' in r['metrics']]  # detectors only
     if not rows:
         raise ValueError('no result has a parameter count: run with --flops compute or --flops-json')
     present = sorted({r['backbone'] for r in rows}, key=backbone_sort_key)
@@ -146,6 +175,11 @@ def draw_figure(results: Sequence[dict], path: str, convention: str = 'full') ->
 
 def metafile_results(r: dict) -> List[dict]:
     """The ``Results`` entries (OpenMMLab schema) of one collected result."""
+    if r.get('task') == 'seg':
+        dataset = r['dataset'].split(' ')[0]
+        dataset = {'CityscapesDataset': 'Cityscapes', 'ADE20KDataset': 'ADE20K'}.get(dataset, dataset)
+        return [dict(Task='Semantic Segmentation', Dataset=dataset,
+                     Metrics={k: round(v, 2) for k, v in r['metrics'].items()})]
     box = {k: round(v, 1) for k, v in r['metrics'].items() if not k.startswith('mask')}
     entries = [dict(Task='Object Detection', Dataset='COCO', Metrics={f'box {k}' if k == 'AP' else k: v
                                                                       for k, v in box.items()})]

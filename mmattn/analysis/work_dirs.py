@@ -19,6 +19,8 @@ TIMESTAMP = re.compile(r'^\d{8}_\d{6}$')
 BOX_METRICS = OrderedDict([('AP', 'bbox_mAP'), ('AP50', 'bbox_mAP_50'), ('AP75', 'bbox_mAP_75'),
                            ('APs', 'bbox_mAP_s'), ('APm', 'bbox_mAP_m'), ('APl', 'bbox_mAP_l')])
 MASK_METRICS = OrderedDict([('mask AP', 'segm_mAP'), ('mask AP50', 'segm_mAP_50'), ('mask AP75', 'segm_mAP_75')])
+# mmseg's IoUMetric, already in percent
+SEG_METRICS = OrderedDict([('mIoU', 'mIoU'), ('mAcc', 'mAcc'), ('aAcc', 'aAcc')])
 DETECTOR_ORDER = ('FasterRCNN', 'RetinaNet', 'MaskRCNN')
 
 
@@ -86,10 +88,14 @@ def _metric_prefix(record: dict) -> Optional[str]:
 
 
 def extract_metrics(record: dict) -> Optional[Dict[str, float]]:
-    """``{'AP': 37.4, 'AP50': ..., 'mask AP': ...}`` (x100) from a log record, or None without box AP."""
+    """``{'AP': 37.4, 'AP50': ..., 'mask AP': ...}`` (x100) from a log record, ``{'mIoU': 78.2, 'mAcc':
+    ..., 'aAcc': ...}`` from a segmentation record, or None without either."""
     prefix = _metric_prefix(record)
     if prefix is None:
-        return None
+        if not isinstance(record.get('mIoU'), (int, float)):
+            return None
+        return OrderedDict((name, float(record[key])) for name, key in SEG_METRICS.items()
+                           if isinstance(record.get(key), (int, float)))
     out = OrderedDict()
     for name, key in list(BOX_METRICS.items()) + list(MASK_METRICS.items()):
         value = record.get(prefix + key)
@@ -174,9 +180,13 @@ def describe_config(path: str) -> dict:
         dataset_name = str(dataset.get('type', '?')).split('.')[-1]
         if dataset.get('data_root'):
             dataset_name += f' ({str(dataset["data_root"]).rstrip("/")})'
-    return dict(detector=str(model.get('type', '?')).split('.')[-1],
+    detector = str(model.get('type', '?')).split('.')[-1]
+    if cfg.get('default_scope') == 'mmseg':  # a segmentor: named by its decode head (PSPHead, UPerHead...)
+        detector = str((model.get('decode_head') or {}).get('type', detector)).split('.')[-1]
+    return dict(detector=detector,
                 backbone=str(backbone.get('type', '?')).split('.')[-1], depth=backbone.get('depth'),
-                dataset=dataset_name, max_epochs=train_cfg.get('max_epochs'))
+                dataset=dataset_name, max_epochs=train_cfg.get('max_epochs'),
+                max_iters=train_cfg.get('max_iters'), task='seg' if cfg.get('default_scope') == 'mmseg' else 'det')
 
 
 def collect(roots: Sequence[str], select: str = 'last', allow_partial: bool = False) -> List[dict]:
@@ -194,7 +204,7 @@ def collect(roots: Sequence[str], select: str = 'last', allow_partial: bool = Fa
             print(f'warning: {problem}; results read from its readable lines', file=sys.stderr)
         tests = [e for e in evals if e['kind'] == 'test']
         if select == 'best':
-            chosen = max(evals, key=lambda e: e['metrics'].get('AP', -1))
+            chosen = max(evals, key=lambda e: e['metrics'].get('AP', e['metrics'].get('mIoU', -1)))
         elif tests:
             chosen = max(tests, key=lambda e: (e['run'], e['order']))
         else:
@@ -208,8 +218,11 @@ def collect(roots: Sequence[str], select: str = 'last', allow_partial: bool = Fa
         if name == 'config':  # vis_data/config.py: fall back to the work dir's name
             name = osp.basename(osp.normpath(work_dir))
         finished = True
-        if chosen['kind'] == 'val' and info['max_epochs'] and isinstance(chosen['step'], int):
-            finished = chosen['step'] >= info['max_epochs']
+        if chosen['kind'] == 'val' and isinstance(chosen['step'], int):
+            if info['max_epochs']:
+                finished = chosen['step'] >= info['max_epochs']
+            elif info['max_iters']:  # iteration-based (mmseg's schedules): the step is the iteration
+                finished = chosen['step'] >= info['max_iters']
         result = dict(info, name=name, work_dir=work_dir, config=cfg_path, run=chosen['run'],
                       evaluated=('test' if chosen['kind'] == 'test' else f'val e{chosen["step"]}'),
                       finished=finished, metrics=chosen['metrics'])
@@ -223,7 +236,8 @@ def collect(roots: Sequence[str], select: str = 'last', allow_partial: bool = Fa
     out = list(results.values())
     for r in out:
         if not r['finished']:
-            print(f'note: {r["name"]} is unfinished ({r["evaluated"]} of {r["max_epochs"]} epochs)'
+            length = f'{r["max_epochs"]} epochs' if r['max_epochs'] else f'{r.get("max_iters")} iterations'
+            print(f'note: {r["name"]} is unfinished ({r["evaluated"]} of {length})'
                   + ('' if allow_partial else '; it is not written to the metafiles'), file=sys.stderr)
     return sorted(out, key=sort_key)
 

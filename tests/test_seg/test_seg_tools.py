@@ -1,5 +1,6 @@
 """tools/train.py and tools/test.py with segmentation configs: the checks that run before the runner
 (missing mmseg, missing data, unknown types in the mmseg scope)."""
+import json
 import os.path as osp
 import sys
 
@@ -68,3 +69,28 @@ def test_get_flops_counts_the_segmentor_inference_network():
     # 354.76 GFLOPs at the 512 x 1024 crop (docs: configs/segmentation/README.md), 64 times the pixels
     assert rec['flops']['mmdet'] * 64 == pytest.approx(354.758e9, rel=0.02)
     assert rec['flops']['full'] >= rec['flops']['mmdet']
+
+
+def test_collect_results_reads_segmentation_runs_into_miou_columns_and_metafile_results(tmp_path):
+    from mmengine.config import Config
+
+    from mmattn.analysis.results import metafile_results, results_table
+    from mmattn.analysis.work_dirs import collect
+    seg_dir = osp.join(REPO_ROOT, 'configs', 'segmentation')
+    runs = [('resnet', 'pspnet_r50b-d8_4xb2-80k_cityscapes-512x1024', 78.5),
+            ('sa_resnet', 'pspnet_sa-r50-d8_4xb2-80k_cityscapes-512x1024', 79.25)]
+    for family, name, miou in runs:
+        work_dir = tmp_path / 'work_dirs' / name
+        (work_dir / '20260101_000000').mkdir(parents=True)
+        Config.fromfile(osp.join(seg_dir, family, name + '.py')).dump(str(work_dir / f'{name}.py'))
+        # what tools/test.py writes for an mmseg config
+        with open(work_dir / '20260101_000000' / '20260101_000000.json', 'w') as f:
+            f.write(json.dumps(dict(aAcc=96.0, mIoU=miou, mAcc=85.5)) + '\n')
+    results = collect([str(tmp_path / 'work_dirs')])
+    assert [(r['task'], r['detector'], r['finished']) for r in results] == [('seg', 'PSPHead', True)] * 2
+    table = results_table(results)
+    assert '| mIoU | mAcc | aAcc |' in table
+    sa_row = next(line for line in table.splitlines() if 'pspnet_sa-r50' in line)
+    assert '| 79.25 | 85.50 | 96.00 | +0.8 |' in sa_row  # the delta to the R-50b baseline row
+    assert metafile_results(results[1]) == [dict(Task='Semantic Segmentation', Dataset='Cityscapes',
+                                                 Metrics={'mIoU': 79.25, 'mAcc': 85.5, 'aAcc': 96.0})]

@@ -1,11 +1,14 @@
 #!/usr/bin/env python
-"""Collect the COCO results of finished work dirs: a table, a figure, and the metafiles' ``Results``.
+"""Collect the COCO (and segmentation mIoU) results of finished work dirs: a table, a figure, and the
+metafiles' ``Results``.
 
 Every folder under the given roots that holds mmengine run folders is read (the newest
 ``tools/test.py`` result, else the last validation; see :mod:`mmattn.analysis.work_dirs`). Rows are
 detector x backbone with params / GFLOPs (``--flops compute`` or ``get_flops.py --json`` records),
 box and mask AP (x100) and the differences to the ResNet and SE-ResNet rows of the same detector, depth,
-dataset and schedule. ``--update-metafiles`` writes each finished result into the ``Results`` of the
+dataset and schedule. Segmentation runs (MMSegmentation configs) get their own table: mIoU, mAcc
+and aAcc, params / GFLOPs at the training crop, and the mIoU differences to the ResNet and SE-ResNet
+rows of the same decode head. ``--update-metafiles`` writes each finished result into the ``Results`` of the
 model of the same name in ``configs/*/metafile.yml`` (via ``model-index.yml``).
 
 Examples::
