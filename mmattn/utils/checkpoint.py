@@ -14,8 +14,9 @@ exactly the four statistics methods of ``HistoryBuffer`` and refuses everything 
 The allow-list is active only inside :func:`mmengine_checkpoint_globals` (a context manager):
 :func:`load_checkpoint_file` uses it, and :func:`safe_checkpoint_loading`, which the tools wrap their
 runs in, also routes mmengine's loading of local files (``--resume``, ``load_from``, ``Pretrained``)
-through :func:`load_checkpoint_file`, so a bad file is reported as such. Importing mmattn changes
-nothing process-wide.
+through :func:`load_checkpoint_file`, so a bad file is reported as such, and its downloads of
+``http(s)://`` (``open-mmlab://`` ...) checkpoints through :func:`load_url_weights_only` (mmengine's own
+download unpickles with ``weights_only=False``). Importing mmattn changes nothing process-wide.
 """
 import os.path as osp
 import pickle
@@ -208,18 +209,38 @@ def _load_from_local(filename: str, map_location: Any = None) -> Any:
     return load_checkpoint_file(osp.expanduser(filename), map_location=map_location)
 
 
+def load_url_weights_only(url: str, model_dir: Optional[str] = None, map_location: Any = None,
+                          progress: bool = True, **kwargs) -> Any:
+    """mmengine's ``load_url`` (the download behind ``http(s)://``, ``open-mmlab://``, ``torchvision://``
+    and ``mmcls://`` checkpoints) with ``weights_only=True``: ``torch.hub.load_state_dict_from_url``,
+    which mmengine calls, unpickles with ``weights_only=False`` by default, i.e. runs code in the file."""
+    try:
+        with mmengine_checkpoint_globals():
+            return torch.hub.load_state_dict_from_url(url, model_dir=model_dir, map_location=map_location,
+                                                      progress=progress, weights_only=True, **kwargs)
+    except pickle.UnpicklingError as err:
+        raise CheckpointLoadError(
+            f'Checkpoint {url} was refused by the weights-only loader: {_refusal_reason(err)}. '
+            'Loading it would need a global outside the allow-list of tensors, containers and '
+            'mmengine data types, which could run code stored in the file.') from None
+
+
 @contextmanager
 def safe_checkpoint_loading() -> Iterator[None]:
-    """:func:`mmengine_checkpoint_globals`, and mmengine's ``CheckpointLoader`` reading local files
-    with :func:`load_checkpoint_file`, inside the ``with`` block only."""
-    from mmengine.runner.checkpoint import CheckpointLoader
-    schemes = CheckpointLoader._schemes
+    """:func:`mmengine_checkpoint_globals`, mmengine's ``CheckpointLoader`` reading local files with
+    :func:`load_checkpoint_file` and downloads with :func:`load_url_weights_only`, inside the ``with``
+    block only."""
+    from mmengine.runner import checkpoint as mmengine_checkpoint
+    schemes = mmengine_checkpoint.CheckpointLoader._schemes
     previous = schemes.get('')
+    previous_load_url = mmengine_checkpoint.load_url
     schemes[''] = _load_from_local
+    mmengine_checkpoint.load_url = load_url_weights_only
     try:
         with mmengine_checkpoint_globals():
             yield
     finally:
+        mmengine_checkpoint.load_url = previous_load_url
         if previous is None:
             schemes.pop('', None)
         else:

@@ -13,7 +13,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import torch
 
 from .checkpoint import (CheckpointLoadError, is_refused_by_allow_list, load_checkpoint_file,
-                         mmengine_checkpoint_globals)
+                         safe_checkpoint_loading)
 
 _LISTED = 3  # keys listed per category in a summary
 # Tensors whose absence never matters (BN's step counter is not used in training or inference).
@@ -151,11 +151,11 @@ def check_coverage(model_sd: Mapping[str, torch.Tensor], ckpt_sd: Mapping[str, t
 
 def load_any_checkpoint(path: str):
     """A local file through :func:`load_checkpoint_file`; URLs and ``open-mmlab://`` names through
-    mmengine's loader under the same allow-list."""
+    mmengine's loader with weights-only loading (:func:`safe_checkpoint_loading`)."""
     if '://' not in path:
         return load_checkpoint_file(path)
     from mmengine.runner.checkpoint import CheckpointLoader
-    with mmengine_checkpoint_globals():
+    with safe_checkpoint_loading():
         return CheckpointLoader.load_checkpoint(path, map_location='cpu')
 
 

@@ -119,3 +119,59 @@ def test_converters_refuse(script, tmp_path):
     assert 'refused by the weights-only loader' in result.stderr
     assert '--trust-source' in result.stderr
     assert not marker.exists()
+
+
+@pytest.fixture
+def http_dir(tmp_path, monkeypatch):
+    """(folder, base URL) of a local HTTP server; torch.hub's download cache in tmp_path."""
+    import functools
+    import http.server
+    import threading
+    folder = tmp_path / 'served'
+    folder.mkdir()
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield folder, f'http://127.0.0.1:{server.server_port}/'
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize('path_kind', ['pretrained', 'pretrained_partial', 'mmengine_loader'])
+def test_downloads_refuse(path_kind, http_dir, tmp_path):
+    """http(s) checkpoints (also behind open-mmlab://, torchvision://): mmengine downloads them with
+    torch.hub, which unpickles with weights_only=False by default."""
+    from mmdet.registry import MODELS
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    import mmattn.models  # noqa: F401
+    from mmattn.utils import safe_checkpoint_loading
+    folder, base = http_dir
+    marker = tmp_path / 'ran'
+    write(folder / 'crafted.pth', payloads(str(marker))['os_system'], 'meta')
+    url = base + 'crafted.pth'
+    with pytest.raises(CheckpointLoadError, match='refused by the weights-only loader'):
+        if path_kind == 'mmengine_loader':
+            with safe_checkpoint_loading():
+                CheckpointLoader.load_checkpoint(url, map_location='cpu')
+        else:
+            init_cfg = dict(type='Pretrained', checkpoint=url, allow_partial=path_kind == 'pretrained_partial')
+            MODELS.build(dict(type='SEResNet', depth=18,
+                              init_cfg=init_cfg)).init_weights()
+    assert not marker.exists()
+
+
+def test_download_of_an_mmengine_checkpoint_loads(http_dir):
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    from mmattn.utils import safe_checkpoint_loading
+    folder, base = http_dir
+    ckpt = {'state_dict': {'w': torch.arange(3.)},
+            'message_hub': {'log_scalars': {'loss': HistoryBuffer([1., 2.], [1, 1])}}}
+    torch.save(ckpt, str(folder / 'good.pth'))
+    with safe_checkpoint_loading():
+        loaded = CheckpointLoader.load_checkpoint(base + 'good.pth', map_location='cpu')
+    assert torch.equal(loaded['state_dict']['w'], ckpt['state_dict']['w'])
+    assert loaded['message_hub']['log_scalars']['loss'].statistics('mean') == 1.5

@@ -23,6 +23,7 @@ from mmdet.registry import MODELS
 
 from ...fused import fused_forward, gated_residual
 from ...layers import get_attention_layer
+from ...utils.checkpoint import safe_checkpoint_loading
 from ...utils.pretrained import check_pretrained
 
 AttentionCfg = Union[None, dict, Sequence[Optional[dict]]]
@@ -241,7 +242,8 @@ class AttentionResNet(ResNet):
             # mmengine's PretrainedInit takes no allow_partial argument.
             cfgs[i] = {k: v for k, v in cfg.items() if k != 'allow_partial'}
         self.init_cfg = cfgs if isinstance(self.init_cfg, (list, tuple)) else cfgs[0]
-        super().init_weights()
+        with safe_checkpoint_loading():  # weights-only, also for URLs and outside mmattn's tools
+            super().init_weights()
 
     @staticmethod
     def _attention_plugins(attention: AttentionCfg, num_stages: int, position: str, owner: str) -> list:
