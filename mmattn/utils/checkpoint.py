@@ -134,6 +134,31 @@ def mmengine_checkpoint_globals() -> Iterator[None]:
                 del table[key]
 
 
+def _drop_planted_statistics(obj: Any) -> Any:
+    """Remove a statistics table from the loaded ``HistoryBuffer`` objects in ``obj`` (returned).
+
+    ``HistoryBuffer.__setstate__`` copies every key of the pickled state into the instance, so a
+    crafted state holding ``_statistics_methods`` would give that buffer its own table (shadowing the
+    class's), whose entries mmengine's logging calls long after loading, outside
+    :func:`mmengine_checkpoint_globals`. A buffer mmengine pickled has no such instance attribute.
+    """
+    from mmengine.logging.history_buffer import HistoryBuffer
+    stack, seen = [obj], set()
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, HistoryBuffer):
+            vars(item).pop('_statistics_methods', None)
+            vars(item).pop('statistics_methods', None)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return obj
+
+
 def describe_file_problem(path: str) -> Optional[str]:
     """Why ``path`` cannot be a checkpoint written by ``torch.save`` (None if it looks like one).
 
@@ -188,7 +213,7 @@ def load_checkpoint_file(path: str, map_location: Any = 'cpu') -> Any:
         raise CheckpointLoadError(f'Checkpoint {path} {problem}.')
     try:
         with mmengine_checkpoint_globals():
-            return torch.load(path, map_location=map_location, weights_only=True)
+            return _drop_planted_statistics(torch.load(path, map_location=map_location, weights_only=True))
     except pickle.UnpicklingError as err:
         raise CheckpointLoadError(
             f'Checkpoint {path} was refused by the weights-only loader: {_refusal_reason(err)}. '
@@ -216,8 +241,9 @@ def load_url_weights_only(url: str, model_dir: Optional[str] = None, map_locatio
     which mmengine calls, unpickles with ``weights_only=False`` by default, i.e. runs code in the file."""
     try:
         with mmengine_checkpoint_globals():
-            return torch.hub.load_state_dict_from_url(url, model_dir=model_dir, map_location=map_location,
-                                                      progress=progress, weights_only=True, **kwargs)
+            return _drop_planted_statistics(torch.hub.load_state_dict_from_url(
+                url, model_dir=model_dir, map_location=map_location, progress=progress, weights_only=True,
+                **kwargs))
     except pickle.UnpicklingError as err:
         raise CheckpointLoadError(
             f'Checkpoint {url} was refused by the weights-only loader: {_refusal_reason(err)}. '

@@ -61,6 +61,19 @@ def test_statistics_table_is_restored(tmp_path):
     assert HistoryBuffer([3., 1.], [1, 1]).statistics('min') == 1.
 
 
+def test_buffer_of_its_own_statistics_table_is_dropped(tmp_path):
+    """A pickled buffer state holding '_statistics_methods' would give that buffer its own table (which
+    mmengine's logging calls after loading, outside the allow-list's scope): dropped on load."""
+    from torch._tensor import _rebuild_from_type_v2
+    planted = HistoryBuffer([3., 1.], [1, 1])
+    vars(planted)['_statistics_methods'] = {'min': _rebuild_from_type_v2}
+    path = write(tmp_path / 'planted.pth', planted, 'message_hub')
+    loaded = load_checkpoint_file(path)['message_hub']['log_scalars']['train/loss']
+    assert '_statistics_methods' not in vars(loaded)
+    assert loaded.statistics('min') == 1.
+    assert HistoryBuffer._statistics_methods['min'] is HistoryBuffer.min
+
+
 def _load_tool(name):
     path = osp.join(REPO, 'tools', f'{name}.py')
     spec = importlib.util.spec_from_file_location(f'mmattn_tools_{name}', path)
