@@ -25,8 +25,17 @@ def read_yaml(path: str) -> dict:
 
 
 def write_metafile(data: dict, path: str) -> None:
-    """Write ``data`` in the one layout every metafile uses (block style, keys in their order)."""
-    text = _yaml().safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True, width=110)
+    """Write ``data`` in the one layout every metafile uses (block style, keys in their order, no
+    YAML anchors for values that happen to be shared)."""
+    yaml = _yaml()
+
+    class Dumper(yaml.SafeDumper):
+
+        def ignore_aliases(self, data):
+            return True
+
+    text = yaml.dump(data, Dumper=Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True,
+                     width=110)
     with open(path, 'w', encoding='utf-8') as f:
         f.write(text)
 
