@@ -196,7 +196,10 @@ def _refusal_reason(err: BaseException) -> str:
     marker = 'WeightsUnpickler error:'
     if marker in text:
         text = text.split(marker, 1)[1]
-    text = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    # torch's framing paragraphs (its advice to retry with weights_only=False, a link) are not the reason
+    boilerplate = ('Weights only load failed', 'Check the documentation of torch.load')
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith(boilerplate)]
+    text = lines[0] if lines else type(err).__name__
     return text.split(' Please use `torch.serialization')[0].rstrip('. ')
 
 
