@@ -96,9 +96,10 @@ def test_config_builds_and_runs_loss_and_predict(path):
     assert type(model.backbone).__name__ == cfg.model.backbone.type
     num_classes = cfg.model.decode_head.num_classes
     torch.manual_seed(0)
-    x = torch.randn(2, 3, 32, 32)
-    samples = [SegDataSample(gt_sem_seg=PixelData(data=torch.randint(0, num_classes, (1, 32, 32))),
-                             metainfo=dict(img_shape=(32, 32), ori_shape=(32, 32))) for _ in range(2)]
+    # 64 x 64: UPerNet's stride-32 map is 2 x 2 (SGE needs 2 positions for its std)
+    x = torch.randn(2, 3, 64, 64)
+    samples = [SegDataSample(gt_sem_seg=PixelData(data=torch.randint(0, num_classes, (1, 64, 64))),
+                             metainfo=dict(img_shape=(64, 64), ori_shape=(64, 64))) for _ in range(2)]
     model.train()
     losses = model.loss(x, samples)
     assert {'decode.loss_ce', 'aux.loss_ce'} <= set(losses)
@@ -106,8 +107,8 @@ def test_config_builds_and_runs_loss_and_predict(path):
     model.eval()
     with torch.no_grad():
         preds = model.predict(x, samples)
-    assert preds[0].pred_sem_seg.data.shape == (1, 32, 32)
-    assert preds[0].seg_logits.data.shape == (num_classes, 32, 32)
+    assert preds[0].pred_sem_seg.data.shape == (1, 64, 64)
+    assert preds[0].seg_logits.data.shape == (num_classes, 64, 64)
 
 
 def _metafile(family):
