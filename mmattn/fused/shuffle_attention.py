@@ -283,8 +283,12 @@ def sa_residual(layer: ShuffleAttention, x: torch.Tensor, identity: torch.Tensor
     result is written over it.
     """
     params, groups, eps = _layer_params(layer), layer.groups, layer.gn.eps
-    if memory_format_of(x) == torch.channels_last and x.dtype in (torch.float32, torch.float64):
-        # (no complex type for half / bfloat16 on CPU: those take the NCHW path below)
+    if x.dtype not in (torch.float32, torch.float64):
+        # float16 / bfloat16 (autocast): the plain formula, whose GroupNorm autocast runs in float32; the
+        # fused statistics in half precision overflow (rstd^3 in float16) or lose digits of the gate's
+        # parameter gradients
+        return identity + layer(x)
+    if memory_format_of(x) == torch.channels_last:
         if needs_grad(x, identity, *params):
             return _SAResidualChannelsLastFn.apply(x, identity, out_x, groups, eps, *params)
         out = x if out_x else torch.empty_like(x)
