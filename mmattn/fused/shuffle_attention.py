@@ -286,8 +286,8 @@ def sa_residual(layer: ShuffleAttention, x: torch.Tensor, identity: torch.Tensor
     if x.dtype not in (torch.float32, torch.float64):
         # float16 / bfloat16 (autocast): the plain formula, whose GroupNorm autocast runs in float32; the
         # fused statistics in half precision overflow (rstd^3 in float16) or lose digits of the gate's
-        # parameter gradients
-        return identity + layer(x)
+        # parameter gradients; the result keeps x's dtype, as the fused form does
+        return (identity + layer(x)).to(x.dtype)
     if memory_format_of(x) == torch.channels_last:
         if needs_grad(x, identity, *params):
             return _SAResidualChannelsLastFn.apply(x, identity, out_x, groups, eps, *params)

@@ -145,7 +145,7 @@ def test_half_precision_takes_the_plain_formula(dtype):
     out = sa_residual(layer, x, identity, False)
     grad = torch.autograd.grad(out.float().sum(), x)[0]
     x_ref = x.detach().clone().requires_grad_()
-    ref = identity + layer(x_ref)
+    ref = (identity + layer(x_ref)).to(dtype)
     torch.testing.assert_close(out, ref, rtol=0, atol=0)
     torch.testing.assert_close(grad, torch.autograd.grad(ref.float().sum(), x_ref)[0], rtol=0, atol=0)
     assert torch.isfinite(grad).all()
@@ -189,9 +189,8 @@ def test_keeps_one_feature_map_for_backward():
 
 @pytest.mark.parametrize('groups', [4, 3], ids=['even-groups', 'odd-groups'])
 def test_under_autocast(groups):
-    """Under autocast (CPU bfloat16 standing in for CUDA float16) the door's result is the plain formula's,
-    which promotes with the float32 parameters as the official code does, and its backward follows the
-    float32 one."""
+    """Under autocast (CPU bfloat16 standing in for CUDA float16) the fused form keeps x's dtype (its
+    half-precision inputs take the plain formula, cast back) and its backward follows the float32 one."""
     layer = _layer(24, groups)
     x, identity = _inputs()
     x32 = x.clone().requires_grad_()
@@ -199,7 +198,7 @@ def test_under_autocast(groups):
     xa = x.bfloat16().requires_grad_()
     with torch.autocast('cpu', dtype=torch.bfloat16):
         out = sa_residual(layer, xa, identity.bfloat16(), False)
-    assert out.dtype == torch.float32
+    assert out.dtype == torch.bfloat16
     (out.float() ** 2).sum().backward()
     assert xa.grad.dtype == torch.bfloat16
     assert torch.nn.functional.cosine_similarity(xa.grad.float().flatten(), x32.grad.flatten(), dim=0) > 0.99
