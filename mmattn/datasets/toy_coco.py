@@ -297,6 +297,35 @@ def is_consistent(root: str, meta: dict) -> bool:
     return True
 
 
+def check_generator_args(num_train: int, num_val: int, size: int, max_objects: int) -> None:
+    """Raise a ValueError naming the first argument of a toy-data generator that is out of range."""
+    if num_train < 1 or num_val < 1:
+        raise ValueError('num_train and num_val must be >= 1, got '
+                         f'{num_train} and {num_val}')
+    if size < 32:
+        raise ValueError(f'size must be >= 32 pixels, got {size}')
+    if max_objects < 1:
+        raise ValueError(f'max_objects must be >= 1, got {max_objects}')
+
+
+def add_generator_args(parser, default_out: str) -> None:
+    """The command-line arguments of the toy-data generators (tools/misc/make_toy_*.py)."""
+    parser.add_argument('--out', default=default_out, help='output root directory')
+    parser.add_argument('--num-train', type=int, default=600, help='number of train images')
+    parser.add_argument('--num-val', type=int, default=100, help='number of val images')
+    parser.add_argument('--size', type=int, default=128, help='image width and height')
+    parser.add_argument('--seed', type=int, default=0, help='random seed')
+    parser.add_argument('--max-objects', type=int, default=4, help='maximum number of shapes per image')
+    parser.add_argument('--force', action='store_true',
+                        help='regenerate even if consistent data already exists')
+
+
+def generator_kwargs(args) -> dict:
+    """The generator's keyword arguments from parsed :func:`add_generator_args` arguments."""
+    return dict(num_train=args.num_train, num_val=args.num_val, size=args.size, seed=args.seed,
+                max_objects=args.max_objects, force=args.force, verbose=True)
+
+
 def generate_toy_coco(root: str,
                       num_train: int = 600,
                       num_val: int = 100,
@@ -322,13 +351,7 @@ def generate_toy_coco(root: str,
         dict: ``{'train': ann_file, 'val': ann_file, 'generated': bool}``
         where ``generated`` tells whether the data was (re)written.
     """
-    if num_train < 1 or num_val < 1:
-        raise ValueError('num_train and num_val must be >= 1, got '
-                         f'{num_train} and {num_val}')
-    if size < 32:
-        raise ValueError(f'size must be >= 32 pixels, got {size}')
-    if max_objects < 1:
-        raise ValueError(f'max_objects must be >= 1, got {max_objects}')
+    check_generator_args(num_train, num_val, size, max_objects)
     meta = _expected_meta(num_train, num_val, size, seed, max_objects)
     result = {split: ann_file_path(root, split) for split in SPLITS}
     if not force and is_consistent(root, meta):

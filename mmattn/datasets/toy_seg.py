@@ -127,13 +127,7 @@ def generate_toy_seg(root: str,
         'generated': bool, 'pixels': {split: per-class pixel counts} (only
         when generated)}``.
     """
-    if num_train < 1 or num_val < 1:
-        raise ValueError('num_train and num_val must be >= 1, got '
-                         f'{num_train} and {num_val}')
-    if size < 32:
-        raise ValueError(f'size must be >= 32 pixels, got {size}')
-    if max_objects < 1:
-        raise ValueError(f'max_objects must be >= 1, got {max_objects}')
+    toy_coco.check_generator_args(num_train, num_val, size, max_objects)
     meta = _expected_meta(num_train, num_val, size, seed, max_objects)
     result = {
         split: (osp.join(root, IMG_DIR, split), osp.join(root, ANN_DIR, split))

@@ -9,6 +9,7 @@ Example::
 import argparse
 import sys
 
+from mmattn.datasets.toy_coco import add_generator_args, generator_kwargs
 from mmattn.datasets.toy_seg import CLASSES, generate_toy_seg
 
 
@@ -17,39 +18,14 @@ def parse_args():
         description='Generate a synthetic semantic-segmentation dataset of '
         'circles, rectangles and triangles (label maps in mmseg\'s '
         'img_dir/ann_dir layout)')
-    parser.add_argument(
-        '--out', default='data/toy_seg', help='output root directory')
-    parser.add_argument(
-        '--num-train', type=int, default=600, help='number of train images')
-    parser.add_argument(
-        '--num-val', type=int, default=100, help='number of val images')
-    parser.add_argument(
-        '--size', type=int, default=128, help='image width and height')
-    parser.add_argument('--seed', type=int, default=0, help='random seed')
-    parser.add_argument(
-        '--max-objects',
-        type=int,
-        default=4,
-        help='maximum number of shapes per image')
-    parser.add_argument(
-        '--force',
-        action='store_true',
-        help='regenerate even if consistent data already exists')
+    add_generator_args(parser, default_out='data/toy_seg')
     return parser.parse_args()
 
 
 def main():
     args = parse_args()
     try:
-        result = generate_toy_seg(
-            args.out,
-            num_train=args.num_train,
-            num_val=args.num_val,
-            size=args.size,
-            seed=args.seed,
-            max_objects=args.max_objects,
-            force=args.force,
-            verbose=True)
+        result = generate_toy_seg(args.out, **generator_kwargs(args))
     except ValueError as e:
         sys.exit(f'make_toy_seg.py: error: {e}')
     for split in ('train', 'val'):
