@@ -110,6 +110,15 @@ def split_by_prefix(sd: Dict[str, torch.Tensor], prefixes: Sequence[str]):
 
 
 # ----------------------------------------------------------------------------- describing a source
+def se_conv_as_linear(key: str, value: torch.Tensor) -> torch.Tensor:
+    """An SE 1x1 conv weight (out, in, 1, 1) as the Linear weight (out, in) of ``SEModule.fc``; a bias as is."""
+    if not key.endswith('weight'):
+        return value
+    if value.dim() != 4 or value.shape[2:] != (1, 1):
+        raise ConversionError(f'{key} has shape {tuple(value.shape)}; a 1x1 conv (out, in, 1, 1) was expected')
+    return value.reshape(value.shape[0], value.shape[1])
+
+
 def describe_source(sd: Dict[str, torch.Tensor], limit: int = 8) -> str:
     """A short human-readable summary of a state dict's layout (for error messages)."""
     if not sd:

@@ -18,7 +18,7 @@ import re
 from collections import OrderedDict
 
 from .common import (ConversionError, describe_source, extract_state_dict, infer_depth, per_stage_values,
-                     split_by_prefix, strip_prefix, verify_and_export)
+                     se_conv_as_linear, split_by_prefix, strip_prefix, verify_and_export)
 from .official import se_config
 
 _SE = re.compile(r'^(layer\d+\.\d+\.)se_layer\.conv([12])\.conv\.(weight|bias)$')
@@ -31,11 +31,7 @@ def rename(sd):
         m = _SE.match(k)
         if m:
             block, idx, kind = m.groups()
-            if kind == 'weight':
-                if v.dim() != 4 or v.shape[2:] != (1, 1):
-                    raise ConversionError(f'{k} has shape {tuple(v.shape)}; a 1x1 conv (out, in, 1, 1) was expected')
-                v = v.reshape(v.shape[0], v.shape[1])
-            out[f'{block}se.fc.{0 if idx == "1" else 2}.{kind}'] = v
+            out[f'{block}se.fc.{0 if idx == "1" else 2}.{kind}'] = se_conv_as_linear(k, v)
         else:
             out[k] = v
     return out
