@@ -22,6 +22,11 @@ from torch import nn
 from .checks import check_positive_int
 
 
+#: per-stage kernel sizes of ECA-Net's released ImageNet checkpoints, by depth
+RELEASED_KERNEL_SIZES = {18: (3, 5, 7, 7), 34: (3, 3, 5, 7), 50: (3, 5, 5, 7), 101: (3, 3, 5, 7),
+                         152: (3, 3, 5, 7)}
+
+
 def eca_kernel_size(channels: int, gamma: int = 2, beta: int = 1) -> int:
     """ECA-Net's adaptive kernel size ``k = |log2(C)/gamma + beta/gamma|_odd``.
 

@@ -20,14 +20,12 @@ from torch import nn
 
 from ..fused import fused_forward, gated_residual
 from ..layers import PSAModule, create_attention, get_attention_layer
+from ..layers.eca import RELEASED_KERNEL_SIZES
 
 AttentionCfg = Union[None, dict, Sequence[Optional[dict]]]
 
 #: depth -> blocks per stage
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
-
-#: ECA-Net's released per-stage kernel sizes, by depth (the ``ECAResNet`` default)
-ECA_RELEASED_KERNELS = {50: (3, 5, 5, 7), 101: (3, 3, 5, 7), 152: (3, 3, 5, 7)}
 
 #: family -> the default arguments of its mmdet backbone (``SEResNet()`` ... ``EPSANet()``)
 FAMILIES: Dict[str, dict] = {
@@ -47,10 +45,7 @@ def family_config(family: str, depth: int = 50) -> dict:
         raise ValueError(f'unknown family {family!r}; available: {", ".join(FAMILIES)}')
     cfg = dict(FAMILIES[family])
     if cfg.get('attention') == 'released':
-        if depth not in ECA_RELEASED_KERNELS:
-            raise ValueError(f'ECA: no released kernel sizes for depth {depth}; '
-                             f'available depths: {sorted(ECA_RELEASED_KERNELS)}')
-        cfg['attention'] = [dict(type='eca', kernel_size=k) for k in ECA_RELEASED_KERNELS[depth]]
+        cfg['attention'] = [dict(type='eca', kernel_size=k) for k in RELEASED_KERNEL_SIZES.get(depth, (3, ) * 4)]
     return cfg
 
 

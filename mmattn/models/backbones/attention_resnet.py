@@ -23,6 +23,7 @@ from mmdet.registry import MODELS
 
 from ...fused import fused_forward, gated_residual
 from ...layers import get_attention_layer
+from ...layers.eca import RELEASED_KERNEL_SIZES
 from ...utils.checkpoint import safe_checkpoint_loading
 from ...utils.pretrained import check_pretrained
 
@@ -308,8 +309,7 @@ class ECAResNet(AttentionResNet):
             stages; ``'adaptive'`` for the paper's rule on each stage's channels; or one odd int per stage.
     """
     #: kernel sizes of the officially released ImageNet checkpoints, by depth
-    released_kernel_sizes = {18: (3, 5, 7, 7), 34: (3, 3, 5, 7), 50: (3, 5, 5, 7), 101: (3, 3, 5, 7),
-                             152: (3, 3, 5, 7)}
+    released_kernel_sizes = RELEASED_KERNEL_SIZES
 
     def __init__(self, depth, kernel_size=None, **kwargs):
         num_stages = kwargs.get('num_stages', 4)
