@@ -45,6 +45,7 @@ import torch
 from .build import (DetectorWrapper, backbone_type_depth, build_backbone, build_detector, num_classes,
                     read_config)
 from .names import expand_backbone_specs
+from .timing import paired_ratio
 
 CHANNELS_LAST_SUFFIX = ' (NHWC)'  # name of a model's channels-last twin in a compare_channels_last run
 
@@ -335,15 +336,11 @@ def contiguous_twin(records: Sequence[dict], rec: dict) -> Optional[dict]:
                  and not o.get('channels_last')), None)
 
 
-def paired_ratios(base: dict, rec: dict) -> List[float]:
-    """Per-round speed ratios ``base time / rec time`` (each round times every model once)."""
-    return [b / t for b, t in zip(base['all_seconds'], rec['all_seconds'])]
-
-
 def paired_ratio_text(base: dict, rec: dict) -> str:
-    """'median (lowest–highest)' of the per-round speed ratios of ``rec`` to ``base``."""
-    rounds = paired_ratios(base, rec)
-    return f'{statistics.median(rounds):.3f} ({min(rounds):.2f}–{max(rounds):.2f})'
+    """'median (lowest–highest)' of the per-round speed ratios ``base time / rec time`` (each round
+    times every model once)."""
+    median, low, high = paired_ratio(base['all_seconds'], rec['all_seconds'])
+    return f'{median:.3f} ({low:.2f}–{high:.2f})'
 
 
 def malloc_settings() -> str:
