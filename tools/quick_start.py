@@ -369,6 +369,16 @@ def _spread_cell(spread: Optional[dict], key: str) -> str:
     return f'{min(spread[key]):.3f}-{max(spread[key]):.3f}'
 
 
+def _text_table(header, rows) -> str:
+    """Left-aligned columns as wide as their widest cell, a dashed rule under the header."""
+    widths = [max(len(h), *(len(r[i]) for r in rows))
+              for i, h in enumerate(header)]
+    fmt = '  '.join(f'{{:<{w}}}' for w in widths)
+    lines = [fmt.format(*header), fmt.format(*('-' * w for w in widths))]
+    lines.extend(fmt.format(*row) for row in rows)
+    return '\n'.join(lines)
+
+
 def format_results(results: List[dict]) -> str:
     """Side-by-side table of the results of :func:`run_experiments`, with
     the range of the box and mask AP over the seeds measured once (from the
@@ -388,12 +398,7 @@ def format_results(results: List[dict]) -> str:
                      _fmt_time(res.get('train_time')),
                      _spread_cell(spread, 'box AP'),
                      _spread_cell(spread, 'mask AP')))
-    widths = [max(len(h), *(len(r[i]) for r in rows))
-              for i, h in enumerate(header)]
-    fmt = '  '.join(f'{{:<{w}}}' for w in widths)
-    lines = [fmt.format(*header), fmt.format(*('-' * w for w in widths))]
-    lines.extend(fmt.format(*row) for row in rows)
-    return '\n'.join(lines)
+    return _text_table(header, rows)
 
 
 def format_seg_results(results: List[dict]) -> str:
@@ -409,12 +414,7 @@ def format_seg_results(results: List[dict]) -> str:
                      f'{res["backbone_params"] / 1e6:.2f}',
                      *('-' if v is None else f'{v:.2f}' for v in values),
                      _fmt_time(res.get('train_time'))))
-    widths = [max(len(h), *(len(r[i]) for r in rows))
-              for i, h in enumerate(header)]
-    fmt = '  '.join(f'{{:<{w}}}' for w in widths)
-    lines = [fmt.format(*header), fmt.format(*('-' * w for w in widths))]
-    lines.extend(fmt.format(*row) for row in rows)
-    return '\n'.join(lines)
+    return _text_table(header, rows)
 
 
 def spread_note(results: List[dict]) -> str:
