@@ -36,9 +36,9 @@ from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
 import mmattn.models  # noqa: E402,F401  registers the mmattn backbones
 from mmattn.utils import (CheckpointLoadError, ConfigCheckError, build_runner,  # noqa
                           close_distributed, check_checkpoint_path, check_config,
-                          load_checkpoint_file, load_config, safe_checkpoint_loading)
+                          load_config, safe_checkpoint_loading)
 from mmattn.utils.pretrained import (PartialCheckpointError, check_coverage,  # noqa: E402
-                                     extract_state_dict,
+                                     extract_state_dict, load_any_checkpoint,
                                      model_state_for_checkpoint)
 from mmdet.engine.hooks.utils import trigger_visualization_hook  # noqa: E402
 from mmdet.evaluation import DumpDetResults  # noqa: E402
@@ -179,11 +179,11 @@ def enable_tta(cfg: Config) -> None:
 def check_checkpoint_covers_model(model, checkpoint: str) -> None:
     """Refuse a checkpoint that leaves tensors of ``model`` missing or with
     another shape (mmengine would load it with ``strict=False``)."""
-    if '://' in checkpoint:
-        return  # a remote file; mmengine downloads it on load
+    # A remote checkpoint is downloaded (weights only) into torch's hub
+    # cache here; mmengine's load afterwards reads the cached file.
     check_coverage(
         model_state_for_checkpoint(model),
-        extract_state_dict(load_checkpoint_file(checkpoint)),
+        extract_state_dict(load_any_checkpoint(checkpoint)),
         backbone=False,
         source=f'Checkpoint {checkpoint}',
         opt_in='pass --allow-partial-checkpoint (the rest keeps its random '

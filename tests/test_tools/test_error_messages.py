@@ -218,3 +218,20 @@ def test_other_configs_checkpoint_refused_by_test(tools_test, tiny_config,
     msg = _error(tools_test, [tiny_config, str(empty)], monkeypatch, tmp_path)
     assert f'Checkpoint {empty} does not cover the model: 0 of' in msg
     assert '--allow-partial-checkpoint' in msg
+
+
+def test_remote_checkpoint_coverage_checked_by_test(tools_test, tiny_config,
+                                                    monkeypatch, tmp_path):
+    """A URL checkpoint gets the same coverage check as a local file (the
+    download is stubbed: it returns an empty state dict)."""
+    url = 'https://example.com/other_model.pth'
+    fetched = []
+
+    def fake_download(address, **kwargs):
+        fetched.append((address, kwargs.get('weights_only')))
+        return {'state_dict': {}, 'meta': {}}
+
+    monkeypatch.setattr(torch.hub, 'load_state_dict_from_url', fake_download)
+    msg = _error(tools_test, [tiny_config, url], monkeypatch, tmp_path)
+    assert f'Checkpoint {url} does not cover the model: 0 of' in msg
+    assert fetched == [(url, True)]
