@@ -9,13 +9,15 @@ from .names import backbone_label, backbone_types
 
 def summarize_backbones(names: Optional[Sequence[str]] = None, depth: int = 50, input_size: int = 64,
                         with_reference: bool = True) -> List[dict]:
-    """Build each backbone (all of :func:`~mmattn.analysis.names.backbone_types` by default), count its
-    parameters and run a ``1 x 3 x input_size x input_size`` input through it.
+    """Build each backbone (all of :func:`~mmattn.analysis.names.backbone_types` for None or ``['all']``,
+    as in the other tools), count its parameters and run a ``1 x 3 x input_size x input_size`` input
+    through it.
 
     Returns one row per backbone: ``name``, ``label``, ``depth``, ``params``, ``out_shapes`` (``[C, H,
     W]`` per output) and ``error`` (None, or why the backbone could not be built or run).
     """
-    names = backbone_types(with_reference) if names is None else list(names)
+    if names is None or list(names) == ['all']:
+        names = backbone_types(with_reference)
     torch.manual_seed(0)
     inputs = torch.rand(1, 3, input_size, input_size)
     rows = []

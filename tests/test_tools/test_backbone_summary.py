@@ -1,6 +1,7 @@
 from tools_helpers import load_tool
 
 from mmattn.analysis import backbone_types
+from mmattn.analysis.names import backbone_label
 from mmattn.analysis.summary import format_table, summarize_backbones
 
 
@@ -25,3 +26,12 @@ def test_summary_rows_and_table():
 def test_cli_builds_a_named_backbone(capsys):
     assert load_tool('analysis_tools/backbone_summary.py').main(['--backbones', 'SAResNet', '--depth', '101']) == 0
     assert 'SA-ResNet  101' in capsys.readouterr().out
+
+
+def test_cli_all_means_every_registered_backbone(capsys):
+    """``--backbones all``, as in get_flops.py and benchmark.py, not a registry type named 'all'."""
+    tool = load_tool('analysis_tools/backbone_summary.py')
+    assert tool.main(['--backbones', 'all', '--no-reference']) == 0
+    out = capsys.readouterr().out
+    labels = [line.split()[0] for line in out.splitlines()[2:] if line.strip()]
+    assert labels == [backbone_label(name) for name in backbone_types(with_reference=False)]

@@ -15,7 +15,7 @@ from mmattn.analysis.summary import format_table, summarize_backbones
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--backbones', nargs='+', help='registry types (default: all mmattn backbones)')
+    parser.add_argument('--backbones', nargs='+', help="registry types; 'all' (the default) = every mmattn backbone")
     parser.add_argument('--depth', type=int, default=50, help='depth of every backbone')
     parser.add_argument('--input-size', type=int, default=64, help='height and width of the random input')
     parser.add_argument('--no-reference', action='store_true', help='do not list the plain mmdet ResNet')
